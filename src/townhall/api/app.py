@@ -1,0 +1,109 @@
+"""The ASGI application of one townhall node."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import __version__
+from ..auth import Keyring, TokenIssuer
+from ..config import Config
+from ..store import SqliteStore, Store
+from .bus import EventBus
+from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+from .problems import BodyLimitMiddleware, install_problem_handlers
+from .routes_ops import router as ops_router
+from .routes_spaces import router as spaces_router
+from .service import SpaceService
+from .services import Services
+
+logger = logging.getLogger(__name__)
+
+
+def open_store(config: Config) -> Store:
+    if config.redis_url:
+        raise ValueError("the Redis store is not available in this build; omit --redis")
+    return SqliteStore(config.data / "townhall.db")
+
+
+def build_services(config: Config, store: Store | None = None) -> Services:
+    store = store if store is not None else open_store(config)
+    keyring = Keyring.load_or_create(config.data / "keys.json")
+    bus = EventBus()
+    return Services(
+        config=config,
+        store=store,
+        issuer=TokenIssuer(keyring),
+        spaces=SpaceService(store, bus),
+        bus=bus,
+    )
+
+
+def create_app(config: Config, store: Store | None = None, *, media: bool = False) -> FastAPI:
+    """Build the app. ``media=False`` gives a control-plane-only node (no WebRTC/HLS)."""
+    services = build_services(config, store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub = getattr(app.state, "media", None)
+        if hub is not None:
+            await hub.startup()
+        try:
+            yield
+        finally:
+            if hub is not None:
+                await hub.shutdown()
+            await services.store.close()
+
+    app = FastAPI(
+        title="townhall",
+        version=__version__,
+        description="Live audio spaces: a real-time stage and an audience of any size.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.media = None
+    if media:
+        from ..live.hub import MediaHub  # media stack imported only when used
+        from ..delivery.routes import router as hls_router
+        from ..stage.routes import router as whip_router
+
+        hub = MediaHub(services)
+        services.spaces.media = hub
+        app.state.media = hub
+        app.include_router(whip_router)
+        app.include_router(hls_router)
+    install_problem_handlers(app)
+    app.include_router(spaces_router)
+    app.include_router(ops_router)
+    _install_web(app)
+    app.middleware("http")(_observe)
+    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    return app
+
+
+def _install_web(app: FastAPI) -> None:
+    try:
+        from ..web.routes import install
+    except ImportError:
+        return
+    install(app)
+
+
+async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    name = getattr(route, "path", "unmatched")
+    HTTP_REQUESTS.labels(name, f"{response.status_code // 100}xx").inc()
+    HTTP_LATENCY.labels(name).observe(time.perf_counter() - started)
+    return response

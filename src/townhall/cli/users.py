@@ -1,0 +1,99 @@
+"""``townhall user …``: accounts, managed on the data folder directly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import typer
+
+from ..auth import hash_api_key, new_api_key
+from ..config import Config
+from ..store import DuplicateError, SqliteStore, User
+from .common import JsonOpt, fail, out, print_json
+
+app = typer.Typer(help="Accounts for people who host or speak.", no_args_is_help=True)
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
+
+
+@app.command("add")
+def add(
+    name: str = typer.Argument(..., help="Handle: lowercase letters, digits, . _ -"),
+    display_name: str = typer.Option(None, "--display-name", help="Shown on pages."),
+    verified: bool = typer.Option(False, "--verified", help="Mark as a verified host."),
+    operator: bool = typer.Option(False, "--operator", help="Platform staff (sees /ops/*)."),
+    data: Path = typer.Option(None, "--data", help="Data folder [env TOWNHALL_DATA; ./data]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create an account and print its API key (shown once; only a hash is kept)."""
+    if not NAME_RE.match(name):
+        fail(f"invalid name {name!r}: use 1-32 lowercase letters, digits, '.', '_' or '-'")
+    config = Config.from_env(data=data)
+    key = new_api_key()
+    user = User(
+        name=name,
+        key_hash=hash_api_key(key),
+        display_name=(display_name or name).strip()[:60] or name,
+        verified=verified,
+        operator=operator,
+        created_at=time.time(),
+    )
+
+    async def run() -> None:
+        store = SqliteStore(config.data / "townhall.db")
+        try:
+            await store.add_user(user)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(run())
+    except DuplicateError:
+        fail(f"user {name!r} already exists")
+    record = {
+        "name": name,
+        "api_key": key,
+        "display_name": user.display_name,
+        "verified": verified,
+        "operator": operator,
+    }
+    if as_json:
+        print_json(record)
+    else:
+        out.print(f"created [bold]{name}[/]; API key (shown once): {key}")
+
+
+@app.command("list")
+def list_users(
+    data: Path = typer.Option(None, "--data", help="Data folder [./data]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """List accounts (never their keys)."""
+    config = Config.from_env(data=data)
+
+    async def run() -> list[User]:
+        store = SqliteStore(config.data / "townhall.db")
+        try:
+            return await store.list_users()
+        finally:
+            await store.close()
+
+    users = asyncio.run(run())
+    rows = [
+        {
+            "name": u.name,
+            "display_name": u.display_name,
+            "verified": u.verified,
+            "operator": u.operator,
+        }
+        for u in users
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        flags = " ".join(k for k in ("verified", "operator") if r[k])
+        out.print(f"{r['name']:<20} {r['display_name']:<24} {flags}")

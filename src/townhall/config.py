@@ -1,0 +1,104 @@
+"""One documented configuration object, filled from CLI flags and ``TOWNHALL_*`` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "TOWNHALL_"
+
+
+@dataclass
+class Config:
+    """Everything a townhall node needs to know; defaults make an embedded single node."""
+
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds to."""
+
+    port: int = 8080
+    """Port the HTTP server binds to (0 picks a free one)."""
+
+    data: Path = Path("data")
+    """Data folder: SQLite database, signing keys and recordings."""
+
+    public_url: str | None = None
+    """Base URL clients should use (defaults to http://host:port)."""
+
+    redis_url: str | None = None
+    """Redis URL for scale-out state; None means the embedded SQLite store."""
+
+    rtc_address: str | None = None
+    """Address announced in ICE candidates (the media server's node IP, e.g. behind NAT)."""
+
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs offered to peers; none is contacted unless configured."""
+
+    ticket_ttl: int = 6 * 3600
+    """Lifetime of a listener ticket, seconds."""
+
+    stage_token_ttl: int = 12 * 3600
+    """Lifetime of host and speaker tokens, seconds."""
+
+    max_body_bytes: int = 64 * 1024
+    """Largest accepted request body."""
+
+    part_frames: int = 24
+    """AAC frames (1024 samples at 48 kHz) per LL-HLS part: 24 → 0.512 s."""
+
+    parts_per_segment: int = 4
+    """Parts per segment: 4 → 2.048 s segments."""
+
+    bitrate: int = 64000
+    """Programme AAC bitrate, bits per second."""
+
+    log_level: str = "info"
+    """Python logging level name."""
+
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form settings for experiments; not used by the core."""
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+        """Build a config: defaults, then ``TOWNHALL_*`` variables, then explicit overrides.
+
+        Overrides whose value is None are ignored so CLI options left unset fall through.
+        """
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(raw, hints[f.name], f.name)
+        for key, value in overrides.items():
+            if value is not None:
+                values[key] = value
+        cfg = cls(**values)
+        cfg.data = Path(cfg.data)
+        return cfg
+
+
+def _coerce(raw: str, hint: Any, name: str) -> Any:
+    text = str(hint)
+    try:
+        if hint is int:
+            return int(raw)
+        if hint is Path:
+            return Path(raw)
+        if "tuple" in text:
+            return tuple(s.strip() for s in raw.split(",") if s.strip())
+        return raw or None if "None" in text else raw
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
