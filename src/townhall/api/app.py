@@ -73,8 +73,8 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = Fals
     app.state.services = services
     app.state.media = None
     if media:
-        from ..live.hub import MediaHub  # media stack imported only when used
         from ..delivery.routes import router as hls_router
+        from ..live.hub import MediaHub  # media stack imported only when used
         from ..stage.routes import router as whip_router
 
         hub = MediaHub(services)
