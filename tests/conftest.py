@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -61,25 +62,9 @@ class Node:
 
 def start_node(data: Path, *extra: str, port: int | None = None) -> Node:
     port = port or free_port()
-    log = open(data.parent / f"node-{port}.log", "wb")  # noqa: SIM115 - closed with the process
     data.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            *TOWNHALL,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data",
-            str(data),
-            "--rtc-address",
-            "127.0.0.1",
-            *extra,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(data.parent / f"node-{port}.log", "wb") as log:
+        proc = _spawn(data, port, log, extra)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -102,3 +87,31 @@ def node(tmp_path: Path) -> Iterator[Node]:
         yield n
     finally:
         n.stop()
+
+
+@pytest.fixture
+def client(node: Node) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=node.url, timeout=10) as c:
+        yield c
+
+
+def _spawn(
+    data: Path, port: int, log: IO[bytes], extra: tuple[str, ...]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *TOWNHALL,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data",
+            str(data),
+            "--rtc-address",
+            "127.0.0.1",
+            *extra,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )

@@ -151,6 +151,12 @@ async def start(request: Request, space_id: SpaceId) -> Response:
     """Go live (host or co-host). The programme exists from this moment."""
     svc = services(request)
     caller = await caller_for(request, space_id)
+    current = (await svc.spaces.get(space_id)).space
+    if current.state is SpaceState.LIVE and current.role_of(caller.identity) in (
+        sp.StageRole.HOST,
+        sp.StageRole.COHOST,
+    ):  # starting a live space again is a no-op (a space created without a time is live)
+        return _json(await space_view(svc.store, svc.config.base_url, current))
     space, _ = await svc.spaces.act(space_id, sp.Start(caller.identity))
     return _json(await space_view(svc.store, svc.config.base_url, space))
 

@@ -1,0 +1,226 @@
+"""The real ``townhall serve`` process over HTTP: the whole control-plane journey and the
+bad inputs that must come back as clear 4xx problem documents."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import Node, run_cli
+
+PROBLEM = "application/problem+json"
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def assert_problem(r: httpx.Response, status: int, needle: str = "") -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body = r.json()
+    assert body["status"] == status and body["detail"]
+    assert needle.lower() in body["detail"].lower(), body
+    assert "Traceback" not in r.text
+    return dict(body)
+
+
+def test_journey_create_start_join_stage_end(node: Node, client: httpx.Client) -> None:
+    host = node.add_user("hana", "--verified")
+    c = client
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    r = c.post(
+        "/api/spaces", json={"title": "Town hall", "scheduled_start": at}, headers=auth(host)
+    )
+    assert r.status_code == 201, r.text
+    space = r.json()
+    sid = space["id"]
+    assert space["status"] == "scheduled" and space["host"]["verified"] is True
+    for key in ("state_url", "playlist_url", "whip_url", "page_url"):
+        assert space["urls"][key].startswith(node.url)
+    upcoming = c.get("/api/spaces", params={"status": "upcoming"}).json()["spaces"]
+    assert [s["id"] for s in upcoming] == [sid]
+
+    # a listener joins before the start and cannot start it
+    joined = c.post(f"/api/spaces/{sid}/join").json()
+    ticket = joined["ticket"]
+    assert joined["playlist_url"].endswith("/live.m3u8") and joined["listener_id"].startswith(
+        "anon:"
+    )
+    assert_problem(c.post(f"/api/spaces/{sid}/start", headers=auth(ticket)), 403)
+
+    # the host starts with the host token
+    r = c.post(f"/api/spaces/{sid}/start", headers=auth(space["host_token"]))
+    assert r.status_code == 200 and r.json()["status"] == "live"
+
+    # the listener asks to speak, the host accepts, the new speaker gets a speak token
+    r = c.post(f"/api/spaces/{sid}/stage/request", headers=auth(ticket))
+    assert r.status_code == 200, r.text
+    assert c.get(f"/api/spaces/{sid}/state").json()["requests"] == 1
+    listener = joined["listener_id"]
+    r = c.post(f"/api/spaces/{sid}/stage/accept", json={"target": listener}, headers=auth(host))
+    assert r.status_code == 200, r.text
+    r = c.post(f"/api/spaces/{sid}/stage/token", headers=auth(ticket))
+    assert r.status_code == 200 and "speak" in r.json()["grants"]
+
+    # new speakers join muted; they unmute themselves; the host mutes them again
+    speakers = {s["id"]: s for s in c.get(f"/api/spaces/{sid}/state").json()["speakers"]}
+    assert speakers[listener]["muted"] is True
+    r = c.post(f"/api/spaces/{sid}/stage/unmute", headers=auth(ticket))
+    assert r.status_code == 200, r.text
+    assert_problem(
+        c.post(f"/api/spaces/{sid}/stage/unmute", json={"target": listener}, headers=auth(host)),
+        403,
+    )
+    r = c.post(f"/api/spaces/{sid}/stage/mute", json={"target": listener}, headers=auth(host))
+    assert r.status_code == 200
+    st = c.get(f"/api/spaces/{sid}/state")
+    assert "max-age=1" in st.headers["cache-control"]
+    speakers = {s["id"]: s for s in st.json()["speakers"]}
+    assert speakers[listener]["muted"] is True and st.json()["status"] == "live"
+
+    # reactions add up
+    for _ in range(3):
+        assert (
+            c.post(
+                f"/api/spaces/{sid}/reactions", json={"emoji": "🔥"}, headers=auth(ticket)
+            ).status_code
+            == 202
+        )
+    assert c.get(f"/api/spaces/{sid}/state").json()["reactions"] == {"🔥": 3}
+    assert_problem(
+        c.post(f"/api/spaces/{sid}/reactions", json={"emoji": "💩"}, headers=auth(ticket)), 422
+    )
+
+    # block: removed and barred for good
+    r = c.post(f"/api/spaces/{sid}/stage/block", json={"target": listener}, headers=auth(host))
+    assert r.status_code == 200
+    assert_problem(c.post(f"/api/spaces/{sid}/stage/request", headers=auth(ticket)), 403, "blocked")
+    assert_problem(c.post(f"/api/spaces/{sid}/stage/token", headers=auth(ticket)), 403)
+
+    # only the host ends
+    r = c.post(f"/api/spaces/{sid}/end", headers=auth(host))
+    assert r.status_code == 200 and r.json()["status"] == "ended"
+    assert_problem(c.post(f"/api/spaces/{sid}/start", headers=auth(host)), 409)
+    assert_problem(c.post(f"/api/spaces/{sid}/join"), 409, "ended")
+
+
+def test_bad_inputs_are_clear_4xx(node: Node, client: httpx.Client) -> None:
+    key = node.add_user("olga")
+    other = node.add_user("pete")
+    c = client
+    h = {**auth(key), "Content-Type": "application/json"}
+    assert_problem(c.post("/api/spaces", content=b"{not json", headers=h), 400, "json")
+    assert_problem(
+        c.post("/api/spaces", json={"title": "x", "colour": "red"}, headers=auth(key)),
+        422,
+        "unknown field",
+    )
+    assert_problem(
+        c.post(
+            "/api/spaces", json={"title": "x", "scheduled_start": "tomorrow"}, headers=auth(key)
+        ),
+        422,
+    )
+    assert_problem(
+        c.post(
+            "/api/spaces",
+            json={"title": "x", "scheduled_start": "2031-01-01T10:00:00"},
+            headers=auth(key),
+        ),
+        422,
+        "timezone",
+    )
+    assert_problem(
+        c.post(
+            "/api/spaces",
+            json={"title": "x", "scheduled_start": "2001-01-01T10:00:00Z"},
+            headers=auth(key),
+        ),
+        422,
+    )
+    assert_problem(c.post("/api/spaces", json={"title": ""}, headers=auth(key)), 422)
+    assert_problem(c.post("/api/spaces", content=b"x" * 200_000, headers=h), 413)
+    assert_problem(c.post("/api/spaces", json={"title": "x"}), 401)
+    assert_problem(c.post("/api/spaces", json={"title": "x"}, headers=auth("th_" + "z" * 40)), 401)
+    assert_problem(
+        c.post("/api/spaces", json={"title": "x"}, headers={"Authorization": "Basic abc"}), 401
+    )
+    assert_problem(c.get("/api/spaces/doesnotexist"), 404)
+    assert_problem(c.get("/api/spaces/bad$id"), 422)
+
+    a = c.post("/api/spaces", json={"title": "A"}, headers=auth(key)).json()
+    b = c.post("/api/spaces", json={"title": "B"}, headers=auth(other)).json()
+    # a token of space A does not work on space B
+    assert_problem(
+        c.post(f"/api/spaces/{b['id']}/end", headers=auth(a["host_token"])), 403, "another space"
+    )
+    # another account cannot end someone else's space
+    assert_problem(c.post(f"/api/spaces/{a['id']}/end", headers=auth(other)), 403)
+    # a forged token
+    forged = a["host_token"][:-4] + ("AAAA" if not a["host_token"].endswith("AAAA") else "BBBB")
+    assert_problem(c.post(f"/api/spaces/{a['id']}/end", headers=auth(forged)), 401)
+    assert_problem(c.post(f"/api/spaces/{a['id']}/stage/dance", headers=auth(key)), 422)
+    assert_problem(c.post(f"/api/spaces/{a['id']}/stage/invite", headers=auth(key)), 422, "target")
+    # operations endpoints
+    assert c.get("/healthz").json()["status"] == "ok"
+    assert c.get("/readyz").status_code == 200
+    assert "townhall_http_requests_total" in c.get("/metrics").text
+    spec = c.get("/openapi.json").json()
+    assert "/api/spaces/{space_id}/join" in spec["paths"]
+    assert c.get("/docs").status_code == 200
+
+
+def test_cli_space_commands(node: Node) -> None:
+    key = node.add_user("carl")
+    out = run_cli("space", "create", "--title", "CLI", "--server", node.url, "--key", key, "--json")
+    created = json.loads(out.stdout)
+    for field in ("id", "host_token", "state_url", "playlist_url", "whip_url", "page_url"):
+        assert created[field]
+    sid = created["id"]
+    assert (
+        json.loads(
+            run_cli("space", "start", sid, "--server", node.url, "--key", key, "--json").stdout
+        )["status"]
+        == "live"
+    )
+    shown = json.loads(run_cli("space", "show", sid, "--server", node.url, "--json").stdout)
+    assert shown["state"]["status"] == "live"
+    listed = json.loads(
+        run_cli("space", "list", "--status", "live", "--server", node.url, "--json").stdout
+    )
+    assert [s["id"] for s in listed] == [sid]
+    assert (
+        json.loads(
+            run_cli("space", "end", sid, "--server", node.url, "--key", key, "--json").stdout
+        )["status"]
+        == "ended"
+    )
+    bad = run_cli(
+        "space",
+        "create",
+        "--title",
+        "x",
+        "--at",
+        "soon",
+        "--server",
+        node.url,
+        "--key",
+        key,
+        check=False,
+    )
+    assert bad.returncode != 0 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("space", "start", "nope", "--server", node.url, "--key", key, check=False)
+    assert bad.returncode != 0 and "404" in bad.stderr
+    dup = run_cli("user", "add", "carl", "--data", str(node.data), check=False)
+    assert dup.returncode != 0 and "already exists" in dup.stderr
+
+
+@pytest.mark.parametrize("cmd", [[], ["serve"], ["user", "add"], ["space", "create"]])
+def test_help(cmd: list[str]) -> None:
+    out = run_cli(*cmd, "--help")
+    assert "Usage" in out.stdout
