@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, event, settings, target
+from hypothesis import HealthCheck, settings, target
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -285,8 +286,8 @@ class SpacesStateMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if hasattr(self, "tracker"):  # steer generation towards crowded stages
             target(float(self.tracker.max_seats), label="max seats on stage")
-            event(f"final state {self.tracker.space.state.value}")
-            event(f"max seats {self.tracker.max_seats // 4 * 4}+")
+            note_event(f"final state {self.tracker.space.state.value}")
+            note_event(f"max seats {self.tracker.max_seats // 4 * 4}+")
 
 
 SpacesStateMachine.TestCase.settings = settings(
@@ -342,7 +343,9 @@ def test_seeded_random_walk_reaches_the_limits(seed: int) -> None:
     tracker = Tracker(scheduled=seed % 2 == 0)
     refusals: dict[str, int] = {}
     for _ in range(700):
-        error = tracker.step(plausible_action(rng, tracker.space, tracker.now), timedelta(seconds=7))
+        error = tracker.step(
+            plausible_action(rng, tracker.space, tracker.now), timedelta(seconds=7)
+        )
         if error is not None:
             refusals[error.code] = refusals.get(error.code, 0) + 1
     assert tracker.space.state is SpaceState.LIVE

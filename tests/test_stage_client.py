@@ -170,6 +170,14 @@ async def test_host_removal_is_seen_by_the_client(server: Server) -> None:
     client = WhipClient(server.url, "alice", LOOPBACK)
     await client.publish(ToneTrack(440.0))
     await client.wait_connected()
+    # Removal happens mid-talk: let the server finish its side of the DTLS handshake
+    # (a close_notify sent before that is lost, and the client would only notice when
+    # ICE consent expires, ~30 s later).
+    for _ in range(100):
+        stats = server.room.session_stats("alice")
+        if stats is not None and stats.connection_state == "connected":
+            break
+        await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
     started = loop.time()
     await server.room.disconnect("alice")

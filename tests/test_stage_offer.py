@@ -65,12 +65,26 @@ def test_valid_offer_passes_and_loses_its_mdns_candidate() -> None:
         (b"\xff\xfe\x00garbage", 400, "UTF-8"),
         ("v=0\r\nm=audio notaport RTP/AVP 0\r\n", 400, "does not parse"),
         ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", 422, "no media"),
-        (AUDIO_OFFER.replace("m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8", "m=video 9 UDP/TLS/RTP/SAVPF 111 0 8"), 422, "no audio m-line"),  # noqa: E501
-        (AUDIO_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 G722/8000"), 422, "no Opus"),  # noqa: E501
+        (
+            AUDIO_OFFER.replace(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8", "m=video 9 UDP/TLS/RTP/SAVPF 111 0 8"
+            ),
+            422,
+            "no audio m-line",
+        ),  # noqa: E501
+        (
+            AUDIO_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 G722/8000"),
+            422,
+            "no Opus",
+        ),  # noqa: E501
         (AUDIO_OFFER.replace("a=sendrecv", "a=recvonly"), 422, "must send"),
         (AUDIO_OFFER.replace("a=ice-pwd:Zm9vYmFyYmF6cXV4cXV1eHh4eXk\r\n", ""), 400, "ICE"),
         (AUDIO_OFFER.replace("a=fingerprint:sha-256", "a=x-fingerprint:sha-256"), 400, "DTLS"),
-        (AUDIO_OFFER + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n", 422, "video"),  # noqa: E501
+        (
+            AUDIO_OFFER + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n",
+            422,
+            "video",
+        ),  # noqa: E501
         (AUDIO_OFFER + AUDIO_OFFER[AUDIO_OFFER.index("m=audio") :], 422, "2 audio m-lines"),
         (AUDIO_OFFER + "a=x-padding:" + "A" * MAX_OFFER_BYTES + "\r\n", 413, "limit"),
     ],
@@ -101,7 +115,10 @@ def test_pcmu_only_offer_names_what_was_offered() -> None:
     pcmu_only = AUDIO_OFFER.replace("111 0 8", "0").replace("a=rtpmap:111 opus/48000/2\r\n", "")
     pcmu_only = pcmu_only.replace("a=fmtp:111 minptime=10;useinbandfec=1\r\n", "")
     status, detail = status_of(pcmu_only.replace("a=rtpmap:8 PCMA/8000\r\n", ""))
-    assert (status, detail) == (422, "SDP offer has no Opus codec (offered: PCMU); Opus is required")
+    assert (status, detail) == (
+        422,
+        "SDP offer has no Opus codec (offered: PCMU); Opus is required",
+    )
 
 
 def test_sendonly_publisher_is_accepted_without_return() -> None:
@@ -127,7 +144,7 @@ def test_ice_servers_parse_and_default_to_none() -> None:
     stun = parse_ice_server("stun:stun.example.org:3478")
     assert (stun.urls, stun.username) == ("stun:stun.example.org:3478", None)
     config = rtc_configuration(RtcSettings(ice_servers=("stun:127.0.0.1:3478",)))
-    assert [s.urls for s in config.iceServers] == ["stun:127.0.0.1:3478"]
+    assert [s.urls for s in config.iceServers or []] == ["stun:127.0.0.1:3478"]
 
 
 @pytest.mark.parametrize(
@@ -139,8 +156,9 @@ def test_malformed_ice_server_urls_fail_fast(url: str) -> None:
 
 
 def test_strip_mdns_keeps_everything_else() -> None:
-    sdp = "a=candidate:1 1 udp 1 abc.local 9 typ host\r\na=candidate:2 1 udp 1 10.0.0.1 9 typ host\r\n"
-    assert strip_mdns_candidates(sdp) == "a=candidate:2 1 udp 1 10.0.0.1 9 typ host\r\n"
+    kept = "a=candidate:2 1 udp 1 10.0.0.1 9 typ host\r\n"
+    sdp = "a=candidate:1 1 udp 1 abc.local 9 typ host\r\n" + kept
+    assert strip_mdns_candidates(sdp) == kept
 
 
 def test_downmix_averages_interleaved_stereo() -> None:

@@ -66,6 +66,11 @@ class Peer:
         session = await room.accept_offer(speaker_id, await self.offer())
         await self.answer(session.answer_sdp)
         await asyncio.wait_for(self.connected.wait(), 5)
+        for _ in range(100):  # and the server's side of the DTLS handshake
+            stats = room.session_stats(speaker_id)
+            if stats is not None and stats.connection_state == "connected":
+                break
+            await asyncio.sleep(0.01)
         return session.session_id
 
 
@@ -74,7 +79,7 @@ def server_pcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RTCPeerConnecti
     """Every peer connection the room creates (a spy: behaviour unchanged)."""
     created: list[RTCPeerConnection] = []
 
-    class SpyPeerConnection(RTCPeerConnection):  # type: ignore[misc]
+    class SpyPeerConnection(RTCPeerConnection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             created.append(self)

@@ -46,7 +46,7 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     )
 
 
-def create_app(config: Config, store: Store | None = None, *, media: bool = False) -> FastAPI:
+def create_app(config: Config, store: Store | None = None, *, media: bool = True) -> FastAPI:
     """Build the app. ``media=False`` gives a control-plane-only node (no WebRTC/HLS)."""
     services = build_services(config, store)
 
@@ -75,7 +75,7 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = Fals
     if media:
         from ..delivery.routes import router as hls_router
         from ..live.hub import MediaHub  # media stack imported only when used
-        from ..stage.routes import router as whip_router
+        from .routes_whip import router as whip_router
 
         hub = MediaHub(services)
         services.spaces.media = hub

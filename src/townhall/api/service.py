@@ -87,8 +87,9 @@ class SpaceService:
         for _ in range(MAX_RETRIES):
             stored = await self.get(space_id)
             space, events = apply(stored.space, action, self.now())
-            if space is stored.space and not events:
-                return space, []
+            if space is stored.space or space == stored.space:
+                await self._emit(space, events)  # nothing to store (e.g. a reaction)
+                return space, list(events)
             try:
                 await self.store.save_space(space, stored.version)
             except VersionConflict:

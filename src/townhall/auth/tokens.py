@@ -119,7 +119,12 @@ class TokenIssuer:
                 key.secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"verify_exp": False, "require": ["exp", "iat", "sub", "jti"]},
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["exp", "iat", "sub", "jti"],
+                },
             )
         except jwt.InvalidSignatureError:
             raise TokenError("bad_signature", "token signature does not verify") from None

@@ -1,0 +1,185 @@
+"""The LL-HLS origin: playlists with blocking reload, immutable parts and segments, replay.
+
+Paths: ``/hls/{space}/{name}`` and the ticketed form ``/hls/{space}/t/{ticket}/{name}``,
+where relative URIs in the playlist keep the ticket for every later request (works in hls.js,
+Safari, ffmpeg and VLC without cookies). An edge verifies the ticket and strips it from its
+cache key so all listeners share one cached copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from ..api.problems import Problem
+from ..api.services import Services
+from ..auth import Grant
+from ..packaging import Readiness
+from ..spaces import SpaceState, Visibility
+from . import headers as h
+from .names import MediaName, parse_media_name
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/hls", tags=["media"])
+
+SpaceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+Name = Annotated[str, Path(min_length=1, max_length=40)]
+Ticket = Annotated[str, Path(min_length=10, max_length=2048)]
+Directive = Annotated[str | None, Query(max_length=20)]
+
+
+@router.get("/{space_id}/{name}", summary="Live or replay media (public spaces)")
+async def media(
+    request: Request,
+    space_id: SpaceId,
+    name: Name,
+    hls_msn: Annotated[Directive, Query(alias="_HLS_msn")] = None,
+    hls_part: Annotated[Directive, Query(alias="_HLS_part")] = None,
+) -> Response:
+    return await _serve(request, space_id, name, None, hls_msn, hls_part)
+
+
+@router.get("/{space_id}/t/{ticket}/{name}", summary="Live or replay media with a ticket")
+async def ticketed_media(
+    request: Request,
+    space_id: SpaceId,
+    ticket: Ticket,
+    name: Name,
+    hls_msn: Annotated[Directive, Query(alias="_HLS_msn")] = None,
+    hls_part: Annotated[Directive, Query(alias="_HLS_part")] = None,
+) -> Response:
+    return await _serve(request, space_id, name, ticket, hls_msn, hls_part)
+
+
+async def _serve(
+    request: Request,
+    space_id: str,
+    name: str,
+    ticket: str | None,
+    hls_msn: str | None,
+    hls_part: str | None,
+) -> Response:
+    parsed = parse_media_name(name)
+    if parsed is None:
+        raise Problem(404, f"no media named {name!r}", code="no_such_media")
+    svc: Services = request.app.state.services
+    listener = _listener(request, svc, space_id, ticket)
+    stored = await svc.spaces.get(space_id)
+    space = stored.space
+    if listener is None and space.visibility is Visibility.TICKETED:
+        raise Problem(401, "this space is ticketed: join to get a ticket", code="ticket_required")
+    if listener is not None and space.is_blocked(listener):
+        raise Problem(403, "you are blocked from this space", code="blocked")
+    hub = request.app.state.media
+    programme = hub.programme(space_id) if hub is not None else None
+    if parsed.kind == "replay":
+        return _replay(hub, space_id, space.state)
+    if programme is None:
+        if space.state is SpaceState.SCHEDULED:
+            raise Problem(
+                404,
+                "the space has not started yet",
+                code="not_started",
+                headers={"Retry-After": "2"},
+            )
+        if parsed.kind in ("segment", "init"):
+            return _recorded(hub, space_id, parsed)
+        raise Problem(404, "the space is not live on this node", code="not_live")
+    if parsed.kind in ("part", "segment") and listener is not None:
+        svc.listeners.touch(space_id, listener, svc.clock())
+    elif parsed.kind in ("part", "segment"):
+        client = request.client.host if request.client else "unknown"
+        svc.listeners.touch(space_id, f"ip:{client}", svc.clock())
+    match parsed.kind:
+        case "live":
+            return await _playlist(programme, hls_msn, hls_part)
+        case "init":
+            return Response(
+                programme.get_init(),
+                media_type=h.MEDIA_TYPE,
+                headers={"Cache-Control": h.IMMUTABLE},
+            )
+        case "segment":
+            data = programme.get_segment(parsed.msn)
+            if data is None and await _await_hinted(programme, parsed.msn, None):
+                data = programme.get_segment(parsed.msn)
+            return _media(data, name)
+        case "part":
+            data = programme.get_part(parsed.msn, parsed.part)
+            if data is None and await _await_hinted(programme, parsed.msn, parsed.part):
+                data = programme.get_part(parsed.msn, parsed.part)
+            return _media(data, name)
+    raise Problem(404, f"no media named {name!r}", code="no_such_media")
+
+
+def _listener(request: Request, svc: Services, space_id: str, ticket: str | None) -> str | None:
+    if ticket is None:
+        return None
+    claims = svc.verify(ticket, space_id=space_id, grant=Grant.LISTEN)
+    return claims.subject
+
+
+async def _playlist(programme: object, hls_msn: str | None, hls_part: str | None) -> Response:
+    from ..packaging import ProgrammeStore
+
+    assert isinstance(programme, ProgrammeStore)
+    check = programme.check_request(hls_msn, hls_part)
+    if check.readiness is Readiness.BAD_REQUEST:
+        raise Problem(400, f"bad blocking reload request: {check.reason}", code="bad_hls_request")
+    if check.readiness is Readiness.WAIT and check.msn is not None:
+        ok = await programme.wait_for_part(check.msn, check.part, programme.blocking_timeout)
+        if not ok:
+            raise Problem(
+                503,
+                "the requested part did not appear in time",
+                code="part_timeout",
+                headers={"Retry-After": "1"},
+            )
+    cache = h.BLOCKING_PLAYLIST if check.msn is not None else h.LIVE_PLAYLIST
+    return Response(
+        programme.playlist_text(), media_type=h.PLAYLIST_TYPE, headers={"Cache-Control": cache}
+    )
+
+
+async def _await_hinted(programme: object, msn: int, part: int | None) -> bool:
+    """Hold a request for the next part (the preload hint) until it exists."""
+    from ..packaging import ProgrammeStore
+
+    assert isinstance(programme, ProgrammeStore)
+    nxt_msn, nxt_part = programme.playlist.next_part_position()
+    is_next = (part is not None and (msn, part) == (nxt_msn, nxt_part)) or (
+        part is None and msn == nxt_msn
+    )
+    if not is_next:
+        return False
+    return await programme.wait_for_part(msn, part, programme.blocking_timeout)
+
+
+def _media(data: bytes | None, name: str) -> Response:
+    if data is None:
+        raise Problem(
+            404, f"{name} does not exist (expired or not produced yet)", code="no_such_media"
+        )
+    return Response(data, media_type=h.MEDIA_TYPE, headers={"Cache-Control": h.IMMUTABLE})
+
+
+def _replay(hub: object, space_id: str, state: SpaceState) -> Response:
+    if state is not SpaceState.ENDED or hub is None:
+        raise Problem(404, "the replay exists once the space has ended", code="no_replay")
+    text = hub.replay_text(space_id)  # type: ignore[attr-defined]
+    if text is None:
+        raise Problem(404, "this space has no recording", code="no_replay")
+    return Response(text, media_type=h.PLAYLIST_TYPE, headers={"Cache-Control": h.VOD_PLAYLIST})
+
+
+def _recorded(hub: object, space_id: str, parsed: MediaName) -> Response:
+    if hub is None:
+        raise Problem(404, "no recording on this node", code="no_such_media")
+    data = hub.recorded_file(space_id, parsed)  # type: ignore[attr-defined]
+    if data is None:
+        raise Problem(404, "no such recorded media", code="no_such_media")
+    return Response(data, media_type=h.MEDIA_TYPE, headers={"Cache-Control": h.IMMUTABLE})

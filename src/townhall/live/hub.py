@@ -1,0 +1,137 @@
+"""All live spaces of this node, driven by the control plane's events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..api.services import Services
+from ..delivery.names import MediaName
+from ..packaging import PackagingConfig, ProgrammeStore, RecoveredRecording, recover
+from ..packaging.playlist import VOD_PLAYLIST, segment_uri
+from ..spaces import Space, SpaceState
+from ..stage import RtcSettings
+from .space import LiveSpace
+
+logger = logging.getLogger(__name__)
+
+_DISCONNECT_KINDS = {"speaker_removed", "speaker_left", "identity_blocked"}
+
+
+class MediaHub:
+    """Starts a :class:`LiveSpace` when a space goes live, ends it with the space, and keeps
+    the stage in step with mutes, removals and blocks."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        cfg = services.config
+        self.rtc = RtcSettings(announced_address=cfg.rtc_address, ice_servers=cfg.ice_servers)
+        self.packaging = PackagingConfig(
+            part_frames=cfg.part_frames,
+            parts_per_segment=cfg.parts_per_segment,
+            bitrate=cfg.bitrate,
+        )
+        self._live: dict[str, LiveSpace] = {}
+
+    def directory(self, space_id: str) -> Path:
+        return self.services.config.data / "spaces" / space_id / "hls"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Resume spaces that were live when this node stopped (their recording continues)."""
+        for space in await self.services.store.list_spaces({SpaceState.LIVE}, limit=10_000):
+            try:
+                await self._go_live(space)
+            except Exception:
+                logger.exception("could not resume live space %s", space.id)
+
+    async def shutdown(self) -> None:
+        for live in list(self._live.values()):
+            await live.abandon()
+        self._live.clear()
+
+    async def space_changed(self, space: Space, events: Sequence[Any]) -> None:
+        kinds = [e.kind for e in events]
+        if "space_started" in kinds:
+            await self._go_live(space)
+        live = self._live.get(space.id)
+        if live is not None:
+            for event in events:
+                await self._apply(live, space, event)
+        if "space_ended" in kinds:
+            await self._end(space.id)
+
+    async def _apply(self, live: LiveSpace, space: Space, event: Any) -> None:
+        if event.kind in ("speaker_muted", "speaker_unmuted"):
+            live.set_muted(event.identity, event.kind == "speaker_muted")
+        elif event.kind == "speaker_joined":
+            live.set_muted(event.identity, space.is_muted(event.identity))
+        elif event.kind in _DISCONNECT_KINDS:
+            who = getattr(event, "identity", None)
+            if who and not space.is_on_stage(who):
+                await live.disconnect(who)
+
+    async def _go_live(self, space: Space) -> None:
+        if space.id in self._live:
+            return
+        directory = self.directory(space.id)
+        resume: RecoveredRecording | None = None
+        if any(directory.glob("seg*.m4s")):
+            resume = ProgrammeStore.recover(directory, self.packaging)
+        live = LiveSpace(
+            space.id,
+            directory,
+            self.rtc,
+            self.packaging,
+            muted=space.muted,
+            resume=resume,
+        )
+        live.start()
+        self._live[space.id] = live
+        logger.info("space %s is live on this node (resume=%s)", space.id, resume is not None)
+
+    async def _end(self, space_id: str) -> None:
+        live = self._live.pop(space_id, None)
+        if live is not None:
+            await live.stop()
+
+    # -- queries for the routes ----------------------------------------------------------
+
+    def live_space(self, space_id: str) -> LiveSpace | None:
+        return self._live.get(space_id)
+
+    def programme(self, space_id: str) -> ProgrammeStore | None:
+        live = self._live.get(space_id)
+        return live.programme if live else None
+
+    def levels(self, space_id: str) -> tuple[dict[str, float], frozenset[str]]:
+        live = self._live.get(space_id)
+        if live is None:
+            return {}, frozenset()
+        return dict(live.levels), live.speaking
+
+    def replay_text(self, space_id: str) -> str | None:
+        directory = self.directory(space_id)
+        path = directory / VOD_PLAYLIST
+        if path.exists():
+            return path.read_text()
+        if any(directory.glob("seg*.m4s")):  # ended by a crash: rebuild from the files
+            recover(directory, nominal_duration=self.packaging.segment_duration)
+            return path.read_text() if path.exists() else None
+        return None
+
+    def recorded_file(self, space_id: str, name: MediaName) -> bytes | None:
+        directory = self.directory(space_id)
+        if name.kind == "init":
+            path = directory / "init.mp4"
+        elif name.kind == "segment":
+            path = directory / segment_uri(name.msn)
+        else:
+            return None
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
