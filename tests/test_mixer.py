@@ -138,16 +138,17 @@ def test_reordered_frames_are_placed_correctly() -> None:
     m.add_speaker("a")
     sig = tone(523, 9000, 0, 100 * FRAME_SAMPLES)
     pushes = stream("a", sig)
-    # frame 0 arrives on time (anchors); the rest up to 39 ms late, so they arrive reordered
+    # frame 0 arrives on time (anchors); the rest up to 28 ms late (within the jitter/2
+    # budget, so no adaptation kicks in), hence often overtaking each other
     jittered = [pushes[0]] + [
-        (at + float(rng.uniform(0, 0.039)), sid, f, ts) for at, sid, f, ts in pushes[1:]
+        (at + float(rng.uniform(0, 0.028)), sid, f, ts) for at, sid, f, ts in pushes[1:]
     ]
     order = [p[3] for p in sorted(jittered, key=lambda p: p[0])]
     assert order != sorted(order)  # really reordered
     outs = drive(m, 110, jittered)
     assert np.array_equal(programme(outs), delayed(sig, DELAY_TICKS, 110))
     assert m.stats.frames_late == 0 and m.stats.frames_concealed == 0
-    assert m.stats.frames_pushed == 100
+    assert m.stats.frames_pushed == 100 and m.stats.drift_stretches == 0
 
 
 def test_lost_frames_become_silence_and_are_counted() -> None:
@@ -290,7 +291,9 @@ def test_persistently_late_packets_trigger_an_underrun_resync() -> None:
     sig = tone(440, 9000, 0, 60 * FRAME_SAMPLES)
     pushes = stream("a", sig)
     # from frame 20 on the network path is 80 ms longer: frames miss their slots by 20 ms
-    pushes = [(at + (0.08 if k >= 20 else 0.0), s, f, ts) for k, (at, s, f, ts) in enumerate(pushes)]
+    pushes = [
+        (at + (0.08 if k >= 20 else 0.0), s, f, ts) for k, (at, s, f, ts) in enumerate(pushes)
+    ]
     outs = drive(m, 80, pushes)
     assert m.stats.underrun_resyncs == 1
     assert m.stats.frames_late == LATE_RUN_RESYNC  # frames 20..23; 23 is replayed
@@ -481,9 +484,10 @@ def test_thirteen_full_scale_speakers_do_not_clip_or_wrap() -> None:
             assert int(np.abs(x.astype(np.int32)).max()) <= ceiling
     # no wrap-around: the output has the sign of the (huge) sum wherever the sum is clear
     prog = programme(outs).astype(np.int64)
-    total = delayed(sine, DELAY_TICKS, n).astype(np.int64) * 6 + delayed(
-        square, DELAY_TICKS, n
-    ).astype(np.int64) * 7
+    total = (
+        delayed(sine, DELAY_TICKS, n).astype(np.int64) * 6
+        + delayed(square, DELAY_TICKS, n).astype(np.int64) * 7
+    )
     clear = np.abs(total) > 20_000
     assert clear.sum() > 40_000
     assert np.all(np.sign(prog[clear]) == np.sign(total[clear]))

@@ -136,6 +136,11 @@ async def test_two_speakers_hear_each_other_and_not_themselves(
     assert alice.location is not None and alice.location.startswith(server.url + "/")
     assert server.room.speakers() == {"alice", "bob"}
     await asyncio.sleep(1.5)
+    assert alice._pc is not None
+    sent = [s for s in (await alice._pc.getStats()).values() if s.type == "outbound-rtp"]
+    # Opus mono at 40 kb/s: ~100 bytes per 20 ms packet (aiortc's own encoder: ~240).
+    assert len(sent) == 1 and sent[0].packetsSent >= 50
+    assert 60 < sent[0].bytesSent / sent[0].packetsSent < 140
     await alice.close()
     await bob.close()
 

@@ -338,3 +338,15 @@ async def test_return_track_queue_drops_oldest_and_fills_with_silence() -> None:
     assert track.frames_silent == 3 and track.queued() == 0
     assert all(p.size > 0 for p in packets)
     track.stop()
+
+
+async def test_return_track_encodes_mono_opus_at_its_bitrate() -> None:
+    track = ReturnTrack()
+    tone = np.sin(2 * np.pi * 440 * np.arange(960 * 50) / 48000) * 12000
+    sizes = []
+    for i in range(50):
+        track.push(tone[i * 960 : (i + 1) * 960].astype(np.int16))
+        sizes.append((await track.recv()).size)
+    track.stop()
+    # 40 kb/s -> 100 bytes per 20 ms; aiortc's default (96 kb/s stereo) would be ~240.
+    assert 70 < sum(sizes[5:]) / len(sizes[5:]) < 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import spaces, users
+from .media_commands import register as register_media_commands
 from .serve import serve
 
 app = typer.Typer(
@@ -17,19 +18,7 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.add_typer(users.app, name="user")
 app.add_typer(spaces.app, name="space")
-
-
-def _register_optional() -> None:
-    """Commands whose modules pull in the media stack register themselves here."""
-    from . import media_commands
-
-    media_commands.register(app)
-
-
-try:
-    _register_optional()
-except ImportError:  # media commands not built yet
-    pass
+register_media_commands(app)
 
 
 def main() -> None:

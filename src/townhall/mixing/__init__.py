@@ -6,7 +6,7 @@ per speaker, per-speaker levels and the set of speakers currently speaking.
 """
 
 from townhall.mixing.jitter import JitterBuffer, SpeakerBufferState
-from townhall.mixing.levels import SpeakingDetector, rms_dbfs
+from townhall.mixing.levels import SpeakingDetector, energy_dbfs, rms_dbfs
 from townhall.mixing.limiter import Limiter
 from townhall.mixing.mixer import FRAME_SAMPLES, SAMPLE_RATE, TICK_SECONDS, Mixer, MixOutput
 from townhall.mixing.stats import MixerStats
@@ -22,5 +22,6 @@ __all__ = [
     "MixerStats",
     "SpeakerBufferState",
     "SpeakingDetector",
+    "energy_dbfs",
     "rms_dbfs",
 ]

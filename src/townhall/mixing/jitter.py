@@ -7,19 +7,21 @@ clearing after playout, stale data can never be played, and recently played audi
 available for backward splices.
 
 The playout cursor is the sender position of the next sample to mix; it advances exactly
-``FRAME_SAMPLES`` per tick. Depth (newest buffered sample minus cursor, sampled at each tick)
-is watched over one-second windows (its minimum over the window, so jitter only lowers it): a
-fast sender clock makes it grow, a slow one makes it shrink. Once per window:
+``FRAME_SAMPLES`` per tick. Every packet's *slack* (how long before its playout it arrived,
+measured against the wall clock, so not quantised to frames) is tracked; its minimum over
+one-second windows is the buffer's effective depth. Jitter only lowers it; a fast sender
+clock makes it grow, a slow one makes it shrink. Once per window:
 
-* minimum below 0 (packets keep missing their slots): step back to the target depth at once;
-* below ``jitter/2``: a 5 ms cross-faded backward splice (repeats 5 ms);
-* above ``jitter + 30 ms``: a 5 ms cross-faded forward splice (drops 5 ms);
+* minimum below ``jitter/2``: a 5 ms cross-faded backward splice (repeats 5 ms);
+* above ``jitter + 20 ms``: a 5 ms cross-faded forward splice (drops 5 ms);
 
 a packet that would make the buffer deeper than ``max_buffer`` trims it back to the target
 immediately, and a run of packets that all miss their slots (the network path got slower)
-steps playout back so the latest one plays a jitter delay after its arrival. 0.1 % clock error is 48 samples/s, so one 5 ms splice every ~5 s absorbs it.
+steps playout back so the latest one plays a jitter delay after its arrival.
+0.1 % clock error is 48 samples/s: one 5 ms splice every ~5 s absorbs it.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,7 +96,7 @@ class JitterBuffer:
         self._splice_from: int | None = None
         self._far_ref: int | None = None
         self._late_run = 0
-        self._win_min = 0
+        self._win_min = math.inf
         self._win_ticks = 0
         self._win_samples = 0
 
@@ -139,6 +141,9 @@ class JitterBuffer:
                 self._far_ref = pos
                 self._stats.frames_dropped += 1
             return
+        slack = rel - lead_samples  # how long before its playout this packet arrived
+        if slack < self._win_min:
+            self._win_min = slack
         if rel + n <= 0:
             self._stats.frames_late += 1
             self._late_run += 1
@@ -206,7 +211,7 @@ class JitterBuffer:
         if not self._anchored:
             out.fill(0.0)
             return
-        depth = self._high - self._cursor
+        depth = self._high - self._cursor  # for concealment accounting only
         if self._splice_from is not None:
             self._read_at(self._splice_from, self._tmp)
             missing = self._read_at(self._cursor, out)
@@ -220,7 +225,7 @@ class JitterBuffer:
         if missing and depth > 0 and self._cursor >= self._live_from:
             self._stats.frames_concealed += 1
         self._cursor += FRAME_SAMPLES
-        self._track_depth(depth)
+        self._judge_window()
 
     def _read_at(self, pos: int, out: F32) -> int:
         """Copy FRAME_SAMPLES from ``pos`` into ``out`` (silence where absent); count misses."""
@@ -249,13 +254,11 @@ class JitterBuffer:
         self._reset_window()  # judge the new depth afresh
 
     def _reset_window(self) -> None:
-        self._win_min = 1 << 62
+        self._win_min = math.inf
         self._win_ticks = 0
         self._win_samples = 0
 
-    def _track_depth(self, depth: int) -> None:
-        if depth < self._win_min:
-            self._win_min = depth
+    def _judge_window(self) -> None:
         self._win_ticks += 1
         if self._win_ticks < WINDOW_TICKS:
             return
@@ -268,6 +271,6 @@ class JitterBuffer:
         if low < target // 2:  # slow sender clock (or more jitter): add 5 ms
             self._splice_to(self._cursor - DRIFT_STEP)
             self._stats.drift_stretches += 1
-        elif low > target + FRAME_SAMPLES + FRAME_SAMPLES // 2:  # fast sender clock: drop 5 ms
+        elif low > target + FRAME_SAMPLES:  # fast sender clock: drop 5 ms
             self._splice_to(self._cursor + DRIFT_STEP)
             self._stats.drift_trims += 1

@@ -1,5 +1,7 @@
 """Per-speaker level metering (RMS dBFS per tick) and speaking detection with hangover."""
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -24,6 +26,13 @@ def rms_dbfs(block: F32) -> F64:
     energy -= _DB_FULL_SCALE + 10.0 * np.log10(block.shape[1])
     np.minimum(energy, 0.0, out=energy)
     return np.where(live, energy, -np.inf)
+
+
+def energy_dbfs(energy: float, samples: int) -> float:
+    """dBFS of a block whose sum of squares (int16 units) is ``energy``; silence is -inf."""
+    if energy <= 0.0:
+        return -math.inf
+    return min(10.0 * math.log10(energy / samples) - _DB_FULL_SCALE, 0.0)
 
 
 class SpeakingDetector:

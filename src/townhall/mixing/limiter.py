@@ -48,7 +48,7 @@ class Limiter:
         ``gain_db`` holds each row's gain at the end of the previous block and is updated.
         Returns True if any row was processed (gain reduction present or releasing).
         """
-        peaks = np.max(np.abs(block), axis=1)
+        peaks = np.maximum.reduce(np.abs(block), axis=1)
         need = (peaks > self._threshold_lin) | (gain_db < 0.0)
         if not need.any():
             return False

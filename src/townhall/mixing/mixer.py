@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from townhall.mixing.constants import FRAME_SAMPLES, SAMPLE_RATE, TICK_SECONDS
 from townhall.mixing.jitter import JitterBuffer, SpeakerBufferState
-from townhall.mixing.levels import SpeakingDetector, rms_dbfs
+from townhall.mixing.levels import SpeakingDetector, energy_dbfs
 from townhall.mixing.limiter import Limiter
 from townhall.mixing.stats import MixerStats
 
@@ -46,12 +46,13 @@ class MixOutput:
 
 
 class _Speaker:
-    __slots__ = ("buffer", "muted", "detector")
+    __slots__ = ("buffer", "muted", "detector", "gain")
 
     def __init__(self, buffer: JitterBuffer, detector: SpeakingDetector, muted: bool) -> None:
         self.buffer = buffer
         self.muted = muted
         self.detector = detector
+        self.gain = 0.0  # limiter state of this speaker's return, dB
 
 
 class Mixer:
@@ -74,7 +75,6 @@ class Mixer:
         self._hangover_ticks = max(0, round(hangover_ms / 1000 / TICK_SECONDS))
         self._limiter = Limiter(frame_samples=FRAME_SAMPLES, ceiling_dbfs=ceiling_dbfs)
         self._speakers: dict[str, _Speaker] = {}
-        self._gains: dict[str, float] = {}  # per-return limiter state (dB)
         self._programme_gain = 0.0
         self._start: float | None = None
         self._tick = 0
@@ -105,13 +105,11 @@ class Mixer:
             threshold_dbfs=self._threshold, hangover_ticks=self._hangover_ticks
         )
         self._speakers[speaker_id] = _Speaker(buffer, detector, muted)
-        self._gains[speaker_id] = 0.0
         logger.debug("speaker %s added (muted=%s)", speaker_id, muted)
 
     def remove_speaker(self, speaker_id: str) -> None:
         """Remove a speaker (no-op if absent); the next tick no longer contains them."""
         if self._speakers.pop(speaker_id, None) is not None:
-            del self._gains[speaker_id]
             logger.debug("speaker %s removed", speaker_id)
 
     def set_muted(self, speaker_id: str, muted: bool) -> None:
@@ -201,31 +199,28 @@ class Mixer:
             if speaker.muted:
                 row.fill(0.0)
         mix = self._mix[: n + 1]
-        np.sum(contrib, axis=0, out=mix[0])
+        np.add.reduce(contrib, axis=0, out=mix[0])
         np.subtract(mix[0], contrib, out=mix[1:])
 
-        gains = np.empty(n + 1, dtype=np.float64)
-        gains[0] = self._programme_gain
-        for i, sid in enumerate(ids):
-            gains[i + 1] = self._gains[sid]
+        gains = np.array([self._programme_gain, *[sp.gain for sp in speakers]])
         if self._limiter.process(mix, gains):
             self._programme_gain = float(gains[0])
             if self._programme_gain < 0.0:
                 self.stats.limited_ticks += 1
-            for i, sid in enumerate(ids):
-                self._gains[sid] = float(gains[i + 1])
+            for speaker, gain in zip(speakers, gains[1:].tolist(), strict=True):
+                speaker.gain = gain
         np.rint(mix, out=mix)
         np.minimum(mix, 32767.0, out=mix)  # no-op after the limiter; belt and braces
         np.maximum(mix, -32768.0, out=mix)
         out = mix.astype(np.int16)
         out.flags.writeable = False
 
-        level_arr = rms_dbfs(contrib)
+        energies = np.einsum("ij,ij->i", contrib, contrib, dtype=np.float64).tolist()
         levels: dict[str, float] = {}
         speaking: list[str] = []
         returns: dict[str, I16] = {}
         for i, (sid, speaker) in enumerate(zip(ids, speakers, strict=True)):
-            level = -math.inf if speaker.muted else float(level_arr[i])
+            level = -math.inf if speaker.muted else energy_dbfs(energies[i], FRAME_SAMPLES)
             levels[sid] = level
             if not speaker.muted and speaker.detector.update(tick, level):
                 speaking.append(sid)

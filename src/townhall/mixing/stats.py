@@ -26,9 +26,9 @@ class MixerStats:
     underrun_resyncs: int = 0
     """Several packets in a row missed their slots: playout stepped back to the target."""
     drift_trims: int = 0
-    """5 ms forward splices: buffer stayed deeper than jitter + 30 ms (fast sender clock)."""
+    """5 ms forward splices: slack stayed above jitter + 20 ms (fast sender clock)."""
     drift_stretches: int = 0
-    """5 ms backward splices: buffer fell below jitter/2 (slow sender clock, jitter)."""
+    """5 ms backward splices: slack fell below jitter/2 (slow sender clock, more jitter)."""
     reanchors: int = 0
     """Speaker media clocks (re-)anchored to the tick clock (first packet, resume, clock jump)."""
     limited_ticks: int = 0

@@ -10,6 +10,7 @@
 """
 
 from .client import WhipClient
+from .encoded import MonoOpusTrack
 from .errors import WhipError
 from .offer import MAX_OFFER_BYTES, validate_offer
 from .return_track import ReturnTrack
@@ -20,6 +21,7 @@ from .sources import ToneTrack, file_track
 __all__ = [
     "MAX_OFFER_BYTES",
     "AudioCallback",
+    "MonoOpusTrack",
     "ReturnTrack",
     "RtcSettings",
     "SessionStats",

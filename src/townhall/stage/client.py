@@ -6,6 +6,9 @@ offer exists, so there is no trickle and no PATCH), expects ``201 Created`` with
 The server's return track (what the speaker hears) is recorded to a WAV file with
 :meth:`WhipClient.record_return`, handed to ``on_return``, or read and discarded.
 
+The track is sent as Opus mono at ``bitrate`` (40 kb/s by default, see
+:class:`MonoOpusTrack`) rather than aiortc's fixed 96 kb/s stereo.
+
 The HTTP client ignores proxy environment variables (``trust_env=False``): signalling
 goes exactly where the URL says.
 """
@@ -21,6 +24,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from .candidates import announced_gathering, strip_mdns_candidates
+from .encoded import SPEAKER_BITRATE, MonoOpusTrack
 from .errors import WhipError
 from .settings import RtcSettings, rtc_configuration
 from .wav import WavRecorder
@@ -41,9 +45,13 @@ class WhipClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         http_timeout: float = 10.0,
+        bitrate: int | None = SPEAKER_BITRATE,
     ) -> None:
         self.whip_url = whip_url
         self.settings = settings
+        self.bitrate = bitrate
+        """Opus mono bitrate the client encodes at; ``None`` leaves it to aiortc
+        (96 kb/s stereo)."""
         self.on_return: Callable[[MediaStreamTrack], None] | None = None
         """If set (before :meth:`publish`), called with the server's track, which the
         callee then owns and must read; excludes :meth:`record_return`."""
@@ -81,7 +89,8 @@ class WhipClient:
         pc.on("track", self._handle_track)
         pc.on("connectionstatechange", self._handle_state)
         try:
-            pc.addTransceiver(track, direction="sendrecv")
+            sent = track if self.bitrate is None else MonoOpusTrack(track, self.bitrate)
+            pc.addTransceiver(sent, direction="sendrecv")
             offer = await pc.createOffer()
             with announced_gathering(self.settings.announced_address):
                 await pc.setLocalDescription(offer)

@@ -29,14 +29,14 @@ from av.stream import Stream
 from .pacing import FramePacer
 from .pcm import FRAME_SAMPLES, SAMPLE_RATE, Pcm
 
-__all__ = ["RETURN_BITRATE", "RETURN_QUEUE_FRAMES", "ReturnTrack"]
+__all__ = ["RETURN_BITRATE", "RETURN_QUEUE_FRAMES", "MonoOpusEncoder", "ReturnTrack"]
 
 RETURN_BITRATE = 40_000
 RETURN_QUEUE_FRAMES = 5  # 100 ms: the most latency the clock mismatch may add
 _TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 
 
-class _MonoOpusEncoder:
+class MonoOpusEncoder:
     """One libopus encoder; not thread-safe, used by one ``recv`` at a time."""
 
     def __init__(self, bitrate: int) -> None:
@@ -67,7 +67,7 @@ class ReturnTrack(MediaStreamTrack):
     ) -> None:
         super().__init__()
         self._queue: collections.deque[Pcm] = collections.deque(maxlen=max_frames)
-        self._encoder = _MonoOpusEncoder(bitrate)
+        self._encoder = MonoOpusEncoder(bitrate)
         self._pacer = FramePacer(FRAME_SAMPLES, SAMPLE_RATE)
         self._silence: Pcm = np.zeros(FRAME_SAMPLES, dtype=np.int16)
         self._pending: collections.deque[Packet[Stream]] = collections.deque()
