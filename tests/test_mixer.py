@@ -455,7 +455,7 @@ def test_push_validates_pcm() -> None:
     m = Mixer()
     m.add_speaker("a")
     with pytest.raises(TypeError):
-        m.push("a", np.zeros(960, dtype=np.float32), 0, 0.0)  # type: ignore[arg-type]
+        m.push("a", np.zeros(960, dtype=np.float32), 0, 0.0)  # type: ignore[arg-type,unused-ignore]
     with pytest.raises(TypeError):
         m.push("a", np.zeros((960, 2), dtype=np.int16), 0, 0.0)
     with pytest.raises(ValueError):
