@@ -102,13 +102,13 @@ async def _measure(
         inside = lat["p50"] - 2 * leg["p50"]
         result.raw["stage_share_p50_s"] = inside
         result.notes.append(
-            f"A→B crosses two WebRTC legs; one direct aiortc leg alone costs "
-            f"{leg['p50'] * 1000:.0f} ms p50, of which aiortc's audio receive jitter buffer "
-            f"(capacity 16, prefetch=4 frames) holds ~60-80 ms; the stage itself "
-            f"(decode, 60 ms mixer jitter target, tick, return queue, encode) ≈ "
-            f"{inside * 1000:.0f} ms"
+            f"A→B crosses two WebRTC legs; one direct aiortc leg with aiortc's default "
+            f"receive jitter buffer (prefetch=4 frames, ~60-80 ms) costs "
+            f"{leg['p50'] * 1000:.0f} ms p50; townhall's stage and WHIP client release "
+            f"frames after one (townhall.stage.latency), so the whole A→B path is "
+            f"{inside * 1000:+.0f} ms against two default legs"
         )
     result.notes.append(
-        "includes A's Opus encode, the stage's jitter buffer (60 ms target) and mix tick, the "
+        "includes A's Opus encode, the mixer's jitter buffer (40 ms target) and mix tick, the "
         "return encode and aiortc's receive jitter buffer and decode at B"
     )

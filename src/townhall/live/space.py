@@ -35,7 +35,7 @@ class LiveSpace:
         *,
         muted: frozenset[str] = frozenset(),
         resume: RecoveredRecording | None = None,
-        jitter_ms: int = 60,
+        jitter_ms: int = 40,
     ) -> None:
         self.space_id = space_id
         self.directory = directory

@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 from .candidates import announced_gathering, strip_mdns_candidates
 from .encoded import SPEAKER_BITRATE, MonoOpusTrack
 from .errors import WhipError
+from .latency import tune_audio_receivers
 from .settings import RtcSettings, rtc_configuration
 from .wav import WavRecorder
 
@@ -153,6 +154,8 @@ class WhipClient:
     def _handle_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio":
             return
+        if self._pc is not None:
+            tune_audio_receivers(self._pc)
         if self.on_return is not None:
             self.on_return(track)
         else:

@@ -38,6 +38,7 @@ from av import AudioFrame, AudioResampler
 
 from .candidates import announced_gathering, candidate_addresses
 from .errors import WhipError
+from .latency import tune_audio_receivers
 from .offer import validate_offer
 from .pcm import SAMPLE_RATE, FrameChunker, Pcm, downmix_to_mono
 from .return_track import ReturnTrack
@@ -246,6 +247,7 @@ class StageRoom:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            tune_audio_receivers(pc)
             if track.kind == "audio" and not session.ended:
                 self._spawn(session, self._run_receive(session, track))
 
