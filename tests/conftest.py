@@ -16,6 +16,8 @@ from typing import IO
 import httpx
 import pytest
 
+from redis_fixture import redis_url  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 TOWNHALL = [sys.executable, "-m", "townhall"]
 

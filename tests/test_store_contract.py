@@ -10,13 +10,19 @@ import pytest
 
 from townhall.spaces import Space, SpaceState, Start, apply, create_space
 from townhall.store import DuplicateError, MemoryStore, SqliteStore, Store, User, VersionConflict
+from townhall.store.redis import RedisStore
 
 NOW = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s: Store = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
+    s: Store
+    if request.param == "redis":
+        s = RedisStore(request.getfixturevalue("redis_url"))
+        await s.redis.flushdb()
+    else:
+        s = MemoryStore() if request.param == "memory" else SqliteStore(tmp_path / "t.db")
     yield s
     await s.close()
 

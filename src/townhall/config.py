@@ -30,6 +30,14 @@ class Config:
     redis_url: str | None = None
     """Redis URL for scale-out state; None means the embedded SQLite store."""
 
+    node_id: str | None = None
+    """Name of this node in a cluster (Redis); defaults to ``hostname:port``."""
+
+    node_url: str | None = None
+    """URL other nodes use to reach this node directly (media forwarding); defaults to
+    http://host:port, or http://hostname:port when bound to a wildcard address. Never the
+    public URL, which may be a load balancer in front of every node."""
+
     rtc_address: str | None = None
     """Address announced in ICE candidates (the media server's node IP, e.g. behind NAT)."""
 

@@ -16,6 +16,7 @@ from .. import __version__
 from ..auth import Keyring, TokenIssuer
 from ..config import Config
 from ..store import SqliteStore, Store
+from ..store.redis import RedisStore
 from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .problems import BodyLimitMiddleware, install_problem_handlers
@@ -29,12 +30,14 @@ logger = logging.getLogger(__name__)
 
 def open_store(config: Config) -> Store:
     if config.redis_url:
-        raise ValueError("the Redis store is not available in this build; omit --redis")
+        return RedisStore(config.redis_url)
     return SqliteStore(config.data / "townhall.db")
 
 
 def build_services(config: Config, store: Store | None = None) -> Services:
     store = store if store is not None else open_store(config)
+    if config.redis_url:
+        return _cluster_services(config, store, config.redis_url)
     keyring = Keyring.load_or_create(config.data / "keys.json")
     bus = EventBus()
     return Services(
@@ -46,6 +49,32 @@ def build_services(config: Config, store: Store | None = None) -> Services:
     )
 
 
+def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
+    """A node of a cluster sharing Redis: shared keys, events, origins and counts."""
+    from redis.asyncio import Redis
+
+    from ..cluster import Cluster, Forwarder, RedisEventBus, RedisRegistry, node_identity
+    from ..cluster.keys import shared_keyring
+    from ..watch.redis_counts import RedisTally
+
+    redis = (
+        store.redis
+        if isinstance(store, RedisStore)
+        else Redis.from_url(redis_url, decode_responses=True)
+    )
+    node = node_identity(config)
+    bus = RedisEventBus(redis, node.node_id)
+    return Services(
+        config=config,
+        store=store,
+        issuer=TokenIssuer(shared_keyring(redis_url, config.data / "keys.json")),
+        spaces=SpaceService(store, bus),
+        bus=bus,
+        listeners=RedisTally(redis),
+        cluster=Cluster(node, RedisRegistry(redis), Forwarder(node.node_id)),
+    )
+
+
 def create_app(config: Config, store: Store | None = None, *, media: bool = True) -> FastAPI:
     """Build the app. ``media=False`` gives a control-plane-only node (no WebRTC/HLS)."""
     services = build_services(config, store)
@@ -53,6 +82,9 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = getattr(app.state, "media", None)
+        await services.bus.start()
+        await services.listeners.start()
+        await services.cluster.start()
         if hub is not None:
             await hub.startup()
         try:
@@ -60,6 +92,9 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         finally:
             if hub is not None:
                 await hub.shutdown()
+            await services.cluster.close()
+            await services.listeners.close()
+            await services.bus.close()
             await services.store.close()
 
     app = FastAPI(
@@ -85,6 +120,7 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     install_problem_handlers(app)
     app.include_router(spaces_router)
     app.include_router(ops_router)
+    app.include_router(__import__("townhall.api.routes_clips", fromlist=["router"]).router)  # TEMP(clips helper): lead to wire properly
     _install_web(app)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+RemoteHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Called with (space id, event) for events another node published."""
 
 
 class EventBus:
@@ -41,3 +44,21 @@ class EventBus:
         if space_id is not None:
             return len(self._subs.get(space_id, ()))
         return sum(len(s) for s in self._subs.values())
+
+    async def watch(self, space_id: str, handler: RemoteHandler) -> None:
+        """Have ``handler`` called for events of ``space_id`` published by other nodes.
+        In process there are no other nodes; :class:`~townhall.cluster.bus.RedisEventBus`
+        overrides this."""
+        return None
+
+    async def unwatch(self, space_id: str) -> None:
+        """Stop calling the handler set by :meth:`watch`."""
+        return None
+
+    async def start(self) -> None:
+        """Start background work (none in process)."""
+        return None
+
+    async def close(self) -> None:
+        """Stop background work (none in process)."""
+        return None

@@ -349,7 +349,7 @@ async def state(request: Request, space_id: SpaceId) -> Response:
         svc.store,
         svc.config.base_url,
         stored.space,
-        svc.listeners.counts(space_id, now),
+        await svc.listeners.counts(space_id, now),
         levels,
         speaking,
         datetime.fromtimestamp(now, UTC).isoformat(),

@@ -61,6 +61,12 @@ async def _speaker(request: Request, space_id: str) -> str:
     return claims.subject
 
 
+async def _origin(request: Request, space_id: str) -> str | None:
+    """The other node whose stage runs this space, if the request should go there."""
+    svc: Services = request.app.state.services
+    return await svc.cluster.remote_origin(request, space_id, ended=False)
+
+
 @router.post("/{space_id}/whip", status_code=201, openapi_extra=OFFER_BODY)
 async def whip_publish(request: Request, space_id: SpaceId) -> Response:
     """Publish a microphone: SDP offer in, SDP answer out (201, ``Location`` for DELETE).
@@ -80,6 +86,9 @@ async def whip_publish(request: Request, space_id: SpaceId) -> Response:
         raise Problem(400, "SDP offer is not UTF-8 text", code="bad_offer") from None
     hub = request.app.state.media
     live = hub.live_space(space_id) if hub is not None else None
+    if live is None and (origin := await _origin(request, space_id)) is not None:
+        svc: Services = request.app.state.services
+        return await svc.cluster.forward(request, origin)
     if live is None:
         raise Problem(
             503,
@@ -114,6 +123,8 @@ async def whip_delete(request: Request, space_id: SpaceId, session_id: SessionId
     claims = svc.verify(token, space_id=space_id, grant=Grant.SPEAK)
     hub = request.app.state.media
     live = hub.live_space(space_id) if hub is not None else None
+    if live is None and (origin := await _origin(request, space_id)) is not None:
+        return await svc.cluster.forward(request, origin)
     if live is None:
         raise Problem(404, "no such session", code="no_such_session")
     try:

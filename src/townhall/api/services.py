@@ -7,9 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..auth import Grant, TokenClaims, TokenIssuer
+from ..cluster.node import Cluster, embedded
 from ..config import Config
 from ..store import Store
-from ..watch.counts import ListenerCounter
+from ..watch.redis_counts import ListenerTally, LocalTally
 from .bus import EventBus
 from .service import SpaceService
 
@@ -23,7 +24,8 @@ class Services:
     issuer: TokenIssuer
     spaces: SpaceService
     bus: EventBus
-    listeners: ListenerCounter = field(default_factory=ListenerCounter)
+    listeners: ListenerTally = field(default_factory=LocalTally)
+    cluster: Cluster = field(default_factory=embedded)
     clock: Callable[[], float] = time.time
     started_at: float = field(default_factory=time.time)
 

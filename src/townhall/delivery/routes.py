@@ -17,6 +17,7 @@ from starlette.responses import Response
 from ..api.problems import Problem
 from ..api.services import Services
 from ..auth import Grant
+from ..cluster import was_forwarded
 from ..packaging import Readiness
 from ..spaces import SpaceState, Visibility
 from . import headers as h
@@ -76,6 +77,13 @@ async def _serve(
         raise Problem(403, "you are blocked from this space", code="blocked")
     hub = request.app.state.media
     programme = hub.programme(space_id) if hub is not None else None
+    if programme is None and (hub is None or not hub.has_media(space_id)):
+        ended = space.state is SpaceState.ENDED
+        origin = await svc.cluster.remote_origin(request, space_id, ended=ended)
+        if origin is not None:  # another node runs (or recorded) this space
+            if parsed.kind in ("part", "segment"):
+                _touch(request, svc, space_id, listener)
+            return await svc.cluster.forward(request, origin)
     if parsed.kind == "replay":
         return _replay(hub, space_id, space.state)
     if programme is None:
@@ -89,11 +97,8 @@ async def _serve(
         if parsed.kind in ("segment", "init"):
             return _recorded(hub, space_id, parsed)
         raise Problem(404, "the space is not live on this node", code="not_live")
-    if parsed.kind in ("part", "segment") and listener is not None:
-        svc.listeners.touch(space_id, listener, svc.clock())
-    elif parsed.kind in ("part", "segment"):
-        client = request.client.host if request.client else "unknown"
-        svc.listeners.touch(space_id, f"ip:{client}", svc.clock())
+    if parsed.kind in ("part", "segment") and not was_forwarded(request):
+        _touch(request, svc, space_id, listener)  # forwarded ones were counted by the sender
     match parsed.kind:
         case "live":
             return await _playlist(programme, hls_msn, hls_part)
@@ -114,6 +119,13 @@ async def _serve(
                 data = programme.get_part(parsed.msn, parsed.part)
             return _media(data, name)
     raise Problem(404, f"no media named {name!r}", code="no_such_media")
+
+
+def _touch(request: Request, svc: Services, space_id: str, listener: str | None) -> None:
+    if listener is None:
+        client = request.client.host if request.client else "unknown"
+        listener = f"ip:{client}"
+    svc.listeners.touch(space_id, listener, svc.clock())
 
 
 def _listener(request: Request, svc: Services, space_id: str, ticket: str | None) -> str | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.services import Services
+from ..cluster.events import RemoteEvent
 from ..delivery.names import MediaName
 from ..packaging import PackagingConfig, ProgrammeStore, RecoveredRecording, recover
 from ..packaging.playlist import VOD_PLAYLIST, segment_uri
@@ -18,6 +19,14 @@ from .space import LiveSpace
 logger = logging.getLogger(__name__)
 
 _DISCONNECT_KINDS = {"speaker_removed", "speaker_left", "identity_blocked"}
+_REMOTE_KINDS = {
+    "speaker_muted",
+    "speaker_unmuted",
+    "speaker_joined",
+    "space_ended",
+    *_DISCONNECT_KINDS,
+}
+"""Events from other nodes that change what this origin's stage and mixer do."""
 
 
 class MediaHub:
@@ -34,6 +43,7 @@ class MediaHub:
             bitrate=cfg.bitrate,
         )
         self._live: dict[str, LiveSpace] = {}
+        self._cluster = services.cluster
 
     def directory(self, space_id: str) -> Path:
         return self.services.config.data / "spaces" / space_id / "hls"
@@ -43,14 +53,17 @@ class MediaHub:
     async def startup(self) -> None:
         """Resume spaces that were live when this node stopped (their recording continues)."""
         for space in await self.services.store.list_spaces({SpaceState.LIVE}, limit=10_000):
+            if self._cluster.registry.shared and not self.directory(space.id).exists():
+                continue  # another node's space (taking over is failover's job)
             try:
                 await self._go_live(space)
             except Exception:
                 logger.exception("could not resume live space %s", space.id)
 
     async def shutdown(self) -> None:
-        for live in list(self._live.values()):
+        for space_id, live in list(self._live.items()):
             await live.abandon()
+            await self._let_go(space_id)
         self._live.clear()
 
     async def space_changed(self, space: Space, events: Sequence[Any]) -> None:
@@ -64,6 +77,15 @@ class MediaHub:
         if "space_ended" in kinds:
             await self._end(space.id)
 
+    async def _remote_event(self, space_id: str, event: dict[str, Any]) -> None:
+        """An event another node published for a space this node runs (e.g. a mute made
+        through another API node): re-read the space and apply it like a local one."""
+        if event.get("kind") not in _REMOTE_KINDS or space_id not in self._live:
+            return
+        stored = await self.services.store.get_space(space_id)
+        if stored is not None:
+            await self.space_changed(stored.space, [RemoteEvent(event)])
+
     async def _apply(self, live: LiveSpace, space: Space, event: Any) -> None:
         if event.kind in ("speaker_muted", "speaker_unmuted"):
             live.set_muted(event.identity, event.kind == "speaker_muted")
@@ -76,6 +98,11 @@ class MediaHub:
 
     async def _go_live(self, space: Space) -> None:
         if space.id in self._live:
+            return
+        me = self._cluster.node
+        owner = await self._cluster.registry.claim_origin(space.id, me)
+        if owner != me:
+            logger.info("space %s runs on node %s (%s)", space.id, owner.node_id, owner.url)
             return
         directory = self.directory(space.id)
         resume: RecoveredRecording | None = None
@@ -91,14 +118,27 @@ class MediaHub:
         )
         live.start()
         self._live[space.id] = live
+        await self.services.bus.watch(space.id, self._remote_event)
         logger.info("space %s is live on this node (resume=%s)", space.id, resume is not None)
 
     async def _end(self, space_id: str) -> None:
         live = self._live.pop(space_id, None)
         if live is not None:
             await live.stop()
+            await self._let_go(space_id)
+
+    async def _let_go(self, space_id: str) -> None:
+        await self.services.bus.unwatch(space_id)
+        try:
+            await self._cluster.registry.release(space_id, self._cluster.node)
+        except Exception:  # the lease expires by itself
+            logger.exception("could not release the origin of space %s", space_id)
 
     # -- queries for the routes ----------------------------------------------------------
+
+    def has_media(self, space_id: str) -> bool:
+        """True if this node runs the space or holds its recording."""
+        return space_id in self._live or self.directory(space_id).exists()
 
     def live_space(self, space_id: str) -> LiveSpace | None:
         return self._live.get(space_id)
