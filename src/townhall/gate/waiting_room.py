@@ -10,8 +10,8 @@ An admission *frontier* advances at ``rate`` per second from the start (paused w
 space is at its active-listener capacity, which is checked against the honest listener
 count: the admission rate bounds any overshoot during the count's lag), never banking more
 than ``burst`` ahead of arrivals. A sequence number below the frontier is admitted; anyone
-else waits with a position (``seq − frontier``) and an ETA (``position / rate``). The state is three numbers
-and a timestamp, so it fits in Redis as easily as in memory.
+else waits with a position (``seq − frontier``) and an ETA (``position / rate``). The state
+is three numbers and a timestamp, so it fits in Redis as easily as in memory.
 """
 
 from __future__ import annotations
