@@ -53,11 +53,13 @@ class Config:
     max_body_bytes: int = 64 * 1024
     """Largest accepted request body."""
 
-    part_frames: int = 24
-    """AAC frames (1024 samples at 48 kHz) per LL-HLS part: 24 → 0.512 s."""
+    part_frames: int = 16
+    """AAC frames (1024 samples at 48 kHz) per LL-HLS part: 16 → 0.341 s (≤ 0.5 s, so that
+    PART-HOLD-BACK = 3 parts keeps mouth-to-ear under 1.5 s; 24 → 0.512 s halves nothing but
+    the request rate)."""
 
-    parts_per_segment: int = 4
-    """Parts per segment: 4 → 2.048 s segments."""
+    parts_per_segment: int = 6
+    """Parts per segment: 6 × 16 frames → 2.048 s segments."""
 
     bitrate: int = 64000
     """Programme AAC bitrate, bits per second."""

@@ -10,7 +10,7 @@ import httpx
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ServerOpt = typer.Option(
