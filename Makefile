@@ -9,10 +9,13 @@ STAMP := $(VENV)/.installed
 APT_STAMP := .apt-installed
 # Debian packages the tests drive as real peers: ffmpeg reads our HLS, redis-server and
 # varnish/nginx run as real services, chromium plays our pages.
-APT_TEST_PACKAGES := ffmpeg redis-server varnish nginx-light chromium sox
+APT_TEST_PACKAGES := ffmpeg redis-server varnish varnish-vmod-digest nginx-light chromium sox \
+	fonts-noto-color-emoji
+# hls.js from the npm registry (pinned in web/package-lock.json), copied into the static files
+VENDOR_STAMP := src/townhall/web/static/vendor/hls.min.mjs
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest bench venv system-deps clean
+.PHONY: demo test lint typecheck pytest bench venv system-deps web clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
@@ -23,6 +26,14 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+$(VENDOR_STAMP): web/package.json web/package-lock.json web/build.sh
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	bash web/build.sh
+	@touch $@
+
+web: $(VENDOR_STAMP)
 
 system-deps:
 	@missing=""; for p in $(APT_TEST_PACKAGES); do \
@@ -35,7 +46,7 @@ system-deps:
 	@-systemctl disable --now redis-server varnish nginx >/dev/null 2>&1 || true
 	@-pkill -x redis-server >/dev/null 2>&1 || true
 
-demo: $(STAMP)
+demo: $(STAMP) $(VENDOR_STAMP)
 	$(BIN)/townhall demo $(DEMO_ARGS)
 
 lint: $(STAMP)
@@ -45,12 +56,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps $(VENDOR_STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP) system-deps lint typecheck pytest
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps $(VENDOR_STAMP)
 	$(BIN)/python -m bench
 
 clean:
