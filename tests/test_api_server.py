@@ -62,6 +62,9 @@ def test_journey_create_start_join_stage_end(node: Node, client: httpx.Client) -
     assert r.status_code == 200, r.text
     assert c.get(f"/api/spaces/{sid}/state").json()["requests"] == 1
     listener = joined["listener_id"]
+    queue = c.get(f"/api/spaces/{sid}/stage", headers=auth(host)).json()
+    assert [r["id"] for r in queue["requests"]] == [listener]
+    assert_problem(c.get(f"/api/spaces/{sid}/stage", headers=auth(ticket)), 403)
     r = c.post(f"/api/spaces/{sid}/stage/accept", json={"target": listener}, headers=auth(host))
     assert r.status_code == 200, r.text
     r = c.post(f"/api/spaces/{sid}/stage/token", headers=auth(ticket))

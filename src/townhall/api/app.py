@@ -20,6 +20,7 @@ from ..store.redis import RedisStore
 from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .problems import BodyLimitMiddleware, install_problem_handlers
+from .routes_clips import router as clips_router
 from .routes_ops import router as ops_router
 from .routes_spaces import router as spaces_router
 from .service import SpaceService
@@ -120,7 +121,7 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     install_problem_handlers(app)
     app.include_router(spaces_router)
     app.include_router(ops_router)
-    app.include_router(__import__("townhall.api.routes_clips", fromlist=["router"]).router)  # TEMP(clips helper): lead to wire properly
+    app.include_router(clips_router)
     _install_web(app)
     app.middleware("http")(_observe)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)

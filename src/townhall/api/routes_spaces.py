@@ -20,7 +20,7 @@ from . import schemas
 from .caller import Caller, resolve
 from .problems import Problem
 from .services import Services
-from .views import space_view, state_document
+from .views import display_name, space_view, state_document, users_for
 
 router = APIRouter(prefix="/api")
 
@@ -322,6 +322,31 @@ async def stage(
     )
     view = await space_view(svc.store, svc.config.base_url, space)
     return _json({"space": view, "events": [e.to_dict() for e in events]})
+
+
+@router.get("/spaces/{space_id}/stage", tags=["stage"])
+async def stage_queue(request: Request, space_id: SpaceId) -> Response:
+    """Pending requests to speak and open invitations, oldest first (host and co-hosts):
+    what a host console shows when it opens, before the event stream brings news."""
+    svc = services(request)
+    caller = await caller_for(request, space_id)
+    space = (await svc.spaces.get(space_id)).space
+    if space.role_of(caller.identity) not in (sp.StageRole.HOST, sp.StageRole.COHOST) and not (
+        caller.has(Grant.HOST) or caller.is_operator
+    ):
+        raise Problem(403, "only the host or a co-host sees the stage queue", code="not_allowed")
+    users = await users_for(svc.store, [*space.requests, *space.invited])
+
+    def person(ident: str) -> dict[str, str]:
+        return {"id": ident, "name": display_name(ident, users)}
+
+    return _json(
+        {
+            "requests": [person(i) for i in space.requests],
+            "invited": [person(i) for i in space.invited],
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/spaces/{space_id}/reactions", status_code=202, tags=["listen"])

@@ -8,7 +8,11 @@ from .speak import speak
 
 
 def register(app: typer.Typer) -> None:
+    from .loadtest import loadtest, simulate
+
     app.command("speak")(speak)
+    app.command("loadtest")(loadtest)
+    app.command("simulate")(simulate)
     try:
         from .listen import listen
     except ImportError:

@@ -220,6 +220,11 @@ async function connectEvents(id) {
   let token;
   try { token = await hostToken(id); } catch (err) { say(status, err.message, "error"); return; }
   if (!token) { say(status, "Keep your API key to manage this space.", "error"); return; }
+  try {
+    const { data } = await api(`/api/spaces/${id}/stage`, { token });
+    for (const r of data.requests) app.requests.set(r.id, { identity: r.id });
+    renderRequests();
+  } catch (err) { say(status, err.message, "error"); }
   const source = new EventSource(`/api/spaces/${id}/events?token=${encodeURIComponent(token)}`);
   source.onmessage = () => {};
   const kinds = ["speak_requested", "speak_request_cancelled", "speak_request_accepted", "speak_request_denied",

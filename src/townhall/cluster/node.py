@@ -1,0 +1,50 @@
+"""The cluster parts one node holds: its identity, the origin registry and the forwarder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .forward import Forwarder, was_forwarded
+from .registry import LocalRegistry, NodeInfo, Registry
+
+
+@dataclass
+class Cluster:
+    """This node within its cluster (an embedded node is a cluster of one)."""
+
+    node: NodeInfo
+    """Who this node is."""
+    registry: Registry = field(default_factory=LocalRegistry)
+    """Which node runs each live space."""
+    forwarder: Forwarder | None = None
+    """HTTP client to other nodes; None on an embedded node."""
+
+    async def remote_origin(self, request: Request, space_id: str, *, ended: bool) -> str | None:
+        """URL of another node that serves ``space_id``'s media, if this request should go
+        there: the live origin, or after the end the node holding the recording."""
+        if self.forwarder is None or was_forwarded(request):
+            return None
+        url = await self.registry.origin_of(space_id)
+        if url is None and ended:
+            url = await self.registry.home_of(space_id)
+        return url if url is not None and url != self.node.url else None
+
+    async def forward(self, request: Request, origin_url: str) -> Response:
+        assert self.forwarder is not None
+        return await self.forwarder.forward(request, origin_url)
+
+    async def start(self) -> None:
+        await self.registry.start()
+
+    async def close(self) -> None:
+        await self.registry.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
+
+
+def embedded() -> Cluster:
+    """The cluster of an embedded node (no Redis): it owns every space."""
+    return Cluster(NodeInfo("embedded", "http://127.0.0.1"))
