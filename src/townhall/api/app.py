@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..auth import Keyring, TokenIssuer
 from ..config import Config
 from ..store import SqliteStore, Store
 from ..store.redis import RedisStore
+from ..watch.metrics import run_watch
 from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .problems import BodyLimitMiddleware, install_problem_handlers
 from .routes_clips import router as clips_router
 from .routes_ops import router as ops_router
 from .routes_spaces import router as spaces_router
+from .routes_watch import router as watch_router
 from .service import SpaceService
 from .services import Services
 
@@ -88,9 +89,11 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         await services.cluster.start()
         if hub is not None:
             await hub.startup()
+        watch_task = asyncio.create_task(run_watch(services.watch, clock=services.clock))
         try:
             yield
         finally:
+            watch_task.cancel()
             if hub is not None:
                 await hub.shutdown()
             await services.cluster.close()
@@ -107,6 +110,7 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.watch = services.watch
     app.state.media = None
     if media:
         from ..delivery.routes import router as hls_router
@@ -122,8 +126,9 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     app.include_router(spaces_router)
     app.include_router(ops_router)
     app.include_router(clips_router)
+    app.include_router(watch_router)
     _install_web(app)
-    app.middleware("http")(_observe)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     return app
 
@@ -136,11 +141,29 @@ def _install_web(app: FastAPI) -> None:
     install(app)
 
 
-async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    name = getattr(route, "path", "unmatched")
-    HTTP_REQUESTS.labels(name, f"{response.status_code // 100}xx").inc()
-    HTTP_LATENCY.labels(name).observe(time.perf_counter() - started)
-    return response
+class MetricsMiddleware:
+    """Counts requests and latency by route template (pure ASGI: no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            HTTP_REQUESTS.labels(name, f"{status // 100}xx").inc()
+            HTTP_LATENCY.labels(name).observe(time.perf_counter() - started)

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from .. import spaces as sp
 from ..auth import Grant
 from ..spaces import SpaceState, Visibility
+from ..watch.observations import ADMITTED, Observation
 from . import schemas
 from .caller import Caller, resolve
 from .problems import Problem
@@ -197,6 +198,8 @@ async def join(
     ticket = svc.issuer.issue(
         subject=listener_id, space_id=space_id, grants={Grant.LISTEN}, ttl=ttl, now=now
     )
+    source = request.client.host if request.client else "unknown"
+    svc.observe(Observation(now, "join", source, ADMITTED, listener_id, space_id))
     base = svc.config.base_url
     return _json(
         {

@@ -50,6 +50,7 @@ class SpaceService:
         self.bus = bus
         self.media: MediaHooks = media or NoMedia()
         self._clock = clock
+        self._recent: dict[str, tuple[float, StoredSpace]] = {}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
@@ -74,6 +75,20 @@ class SpaceService:
         )
         stored = await self.store.create_space(space)
         await self._emit(space, events)
+        return stored
+
+    async def get_recent(self, space_id: str, max_age: float = 0.5) -> StoredSpace:
+        """The space as read at most ``max_age`` seconds ago: for the media path, where a
+        listener asks several times a second and a half-second-old view is good enough
+        (changes made on this node are seen at once)."""
+        now = self._clock()
+        hit = self._recent.get(space_id)
+        if hit is not None and now - hit[0] <= max_age:
+            return hit[1]
+        stored = await self.get(space_id)
+        if len(self._recent) > 10_000:
+            self._recent.clear()
+        self._recent[space_id] = (now, stored)
         return stored
 
     async def get(self, space_id: str) -> StoredSpace:
@@ -104,6 +119,7 @@ class SpaceService:
         return await self.store.list_spaces(states, limit)
 
     async def _emit(self, space: Space, events: Sequence[Any]) -> None:
+        self._recent.pop(space.id, None)
         for event in events:
             payload: dict[str, Any] = event.to_dict()
             self.bus.publish(space.id, payload)

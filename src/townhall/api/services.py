@@ -10,7 +10,9 @@ from ..auth import Grant, TokenClaims, TokenIssuer
 from ..cluster.node import Cluster, embedded
 from ..config import Config
 from ..store import Store
+from ..watch.observations import Observation
 from ..watch.redis_counts import ListenerTally, LocalTally
+from ..watch.watch import Watch
 from .bus import EventBus
 from .service import SpaceService
 
@@ -27,12 +29,35 @@ class Services:
     listeners: ListenerTally = field(default_factory=LocalTally)
     cluster: Cluster = field(default_factory=embedded)
     clock: Callable[[], float] = time.time
+    watch: Watch = field(default_factory=Watch)
     started_at: float = field(default_factory=time.time)
+
+    _verified: dict[tuple[str, str | None, Grant | None], TokenClaims] = field(
+        default_factory=dict, repr=False
+    )
 
     def verify(
         self, token: str, *, space_id: str | None = None, grant: Grant | None = None
     ) -> TokenClaims:
-        return self.issuer.verify(token, now=self.clock(), space_id=space_id, grant=grant)
+        """Verify a token; signatures already checked are remembered (a listener presents the
+        same ticket several times a second), expiry is checked on every call."""
+        now = self.clock()
+        key = (token, space_id, grant)
+        claims = self._verified.get(key)
+        if claims is not None and now < claims.expires_at:
+            return claims
+        claims = self.issuer.verify(token, now=now, space_id=space_id, grant=grant)
+        if len(self._verified) >= 200_000:
+            self._verified.clear()
+        self._verified[key] = claims
+        return claims
 
     def url(self, path: str) -> str:
         return self.config.base_url + path
+
+    def observe(self, obs: Observation) -> None:
+        """Tell the watch what was answered (never fails the request)."""
+        try:
+            self.watch.observe(obs)
+        except Exception:  # pragma: no cover - the watch must not break serving
+            pass

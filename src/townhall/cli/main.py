@@ -6,6 +6,7 @@ import typer
 
 from . import spaces, users
 from .media_commands import register as register_media_commands
+from .report import report
 from .serve import serve
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve")(serve)
+app.command("report")(report)
 app.add_typer(users.app, name="user")
 app.add_typer(spaces.app, name="space")
 register_media_commands(app)

@@ -16,10 +16,21 @@ from starlette.responses import Response
 
 from ..api.problems import Problem
 from ..api.services import Services
-from ..auth import Grant
+from ..auth import Grant, TokenError
 from ..cluster import was_forwarded
 from ..packaging import Readiness
 from ..spaces import SpaceState, Visibility
+from ..watch.feed import ticket_outcome
+from ..watch.observations import (
+    BAD_REQUEST,
+    BLOCKED,
+    NO_TICKET,
+    NOT_FOUND,
+    SERVED,
+    SHED,
+    Kind,
+    Observation,
+)
 from . import headers as h
 from .names import MediaName, parse_media_name
 
@@ -64,12 +75,49 @@ async def _serve(
     hls_msn: str | None,
     hls_part: str | None,
 ) -> Response:
+    """Serve, and tell the watch what was answered."""
+    svc: Services = request.app.state.services
+    kind: Kind = "playlist" if name.endswith(".m3u8") else "media"
+    source = request.client.host if request.client else "unknown"
+    subject: str | None = None
+    try:
+        subject = _listener(request, svc, space_id, ticket)
+        response = await _serve_checked(request, svc, space_id, name, subject, hls_msn, hls_part)
+    except TokenError as err:
+        svc.observe(Observation(svc.clock(), kind, source, ticket_outcome(err), None, space_id))
+        raise
+    except Problem as problem:
+        svc.observe(Observation(svc.clock(), kind, source, _outcome(problem), subject, space_id))
+        raise
+    svc.observe(Observation(svc.clock(), kind, source, SERVED, subject, space_id))
+    return response
+
+
+def _outcome(problem: Problem) -> str:
+    if problem.code == "ticket_required":
+        return NO_TICKET
+    if problem.status == 404:
+        return NOT_FOUND
+    if problem.status in (400, 422):
+        return BAD_REQUEST
+    if problem.status == 403:
+        return BLOCKED
+    return SERVED if problem.status < 400 else SHED
+
+
+async def _serve_checked(
+    request: Request,
+    svc: Services,
+    space_id: str,
+    name: str,
+    listener: str | None,
+    hls_msn: str | None,
+    hls_part: str | None,
+) -> Response:
     parsed = parse_media_name(name)
     if parsed is None:
         raise Problem(404, f"no media named {name!r}", code="no_such_media")
-    svc: Services = request.app.state.services
-    listener = _listener(request, svc, space_id, ticket)
-    stored = await svc.spaces.get(space_id)
+    stored = await svc.spaces.get_recent(space_id)
     space = stored.space
     if listener is None and space.visibility is Visibility.TICKETED:
         raise Problem(401, "this space is ticketed: join to get a ticket", code="ticket_required")
