@@ -45,7 +45,7 @@ class Keyring:
     def new_key(now: float | None = None) -> SigningKey:
         return SigningKey(
             kid=secrets.token_hex(4),
-            secret=secrets.token_bytes(32),
+            secret=_edge_safe_secret(),
             created_at=time.time() if now is None else now,
         )
 
@@ -93,3 +93,13 @@ class Keyring:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh)
         os.replace(tmp, path)
+
+
+def _edge_safe_secret(size: int = 32) -> bytes:
+    """Random key material without zero bytes: Varnish's digest vmod takes the HMAC key as a C
+    string, so an inner zero byte would make the key unusable at the edge. Rejection sampling
+    costs a fraction of a bit of entropy per byte (still > 255 bits)."""
+    while True:
+        secret = secrets.token_bytes(size)
+        if b"\0" not in secret:
+            return secret

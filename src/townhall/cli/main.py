@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import spaces, users
+from .edge import edge_app, edge_config
 from .media_commands import register as register_media_commands
 from .report import report
 from .serve import serve
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.command("report")(report)
+app.command("edge-config")(edge_config)
+app.add_typer(edge_app, name="edge")
 app.add_typer(users.app, name="user")
 app.add_typer(spaces.app, name="space")
 register_media_commands(app)

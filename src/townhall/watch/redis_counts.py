@@ -18,13 +18,13 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from .counts import WINDOW_SECONDS, ListenerCounter, ListenerCounts
-from .edge_counts import all_key, bucket_keys
+from .edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_keys
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-BUCKET_TTL = int(WINDOW_SECONDS) + 30
-"""A bucket is read for 30 s after it closes; keep it a little longer."""
+BUCKET_TTL = BUCKET_TTL_SECONDS
+"""Buckets are read for 30 s after they close; the edges' shippers use the same expiry."""
 ALL_TTL = 30 * 24 * 3600
 """All-time and peak keys outlive the space by a month."""
 

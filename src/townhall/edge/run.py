@@ -1,0 +1,216 @@
+"""Run an edge: varnishd as a child with a private working directory, optionally
+varnishncsa feeding the listener log shipper; stops cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .logship import LogShipper, varnishncsa_command
+from .settings import EdgeSettings, EdgeSettingsError
+from .varnish import render_vcl
+
+logger = logging.getLogger(__name__)
+
+READY_TIMEOUT = 30.0
+JAIL_USER = "varnish"
+
+
+@dataclass(frozen=True)
+class EdgeRunConfig:
+    """How to run one edge process."""
+
+    settings: EdgeSettings
+    """What the VCL is generated from."""
+    listen_host: str
+    """Address varnishd listens on."""
+    listen_port: int
+    """Port varnishd listens on."""
+    redis_url: str | None = None
+    """Ship listener ids to this Redis; None runs no log shipper."""
+    storage: str = "malloc,256m"
+    """varnishd ``-s`` storage: parts are small and only wanted near the live edge."""
+    varnishd: str = "varnishd"
+    varnishncsa: str = "varnishncsa"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 from the first byte (it holds keys)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def _hand_to_jail_user(path: Path) -> None:
+    """As root, varnishd reads the VCL as its jail user (``varnish``): give the file to it,
+    still mode 0600, so the embedded keys stay private."""
+    if os.geteuid() != 0:
+        return
+    try:
+        user = pwd.getpwnam(JAIL_USER)
+    except KeyError:
+        return
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def varnishd_command(cfg: EdgeRunConfig, workdir: Path, vcl: Path) -> list[str]:
+    jail = ["-j", "none"] if os.geteuid() != 0 else []
+    return [
+        cfg.varnishd,
+        "-F",
+        "-n",
+        str(workdir / "varnish"),
+        "-a",
+        f"{cfg.listen_host}:{cfg.listen_port}",
+        "-T",
+        "127.0.0.1:0",
+        "-f",
+        str(vcl),
+        "-s",
+        cfg.storage,
+        "-p",
+        "vcc_allow_inline_c=off",
+        "-p",
+        "feature=+http2",
+        *jail,
+    ]
+
+
+async def _wait_listening(host: str, port: int, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise EdgeSettingsError(f"varnishd exited with status {proc.returncode}")
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        await asyncio.sleep(0.05)
+    raise EdgeSettingsError(f"varnishd did not listen on {host}:{port} in {READY_TIMEOUT:.0f} s")
+
+
+async def _stop(proc: asyncio.subprocess.Process | None, name: str) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        logger.warning("%s did not stop in 10 s; killing it", name)
+        proc.kill()
+        await proc.wait()
+
+
+async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
+    """Run until ``stop`` is set or varnishd exits; returns varnishd's exit status (0 when
+    stopped on request)."""
+    if shutil.which(cfg.varnishd) is None:
+        raise EdgeSettingsError(f"{cfg.varnishd} not found: install the Debian package varnish")
+    workdir = Path(tempfile.mkdtemp(prefix=f"townhall-edge-{cfg.settings.name}-"))
+    os.chmod(workdir, 0o755 if os.geteuid() == 0 else 0o700)
+    vcl = workdir / "edge.vcl"
+    write_private(vcl, render_vcl(cfg.settings))
+    _hand_to_jail_user(vcl)
+    varnishd: asyncio.subprocess.Process | None = None
+    ncsa: asyncio.subprocess.Process | None = None
+    shipper_task: asyncio.Task[None] | None = None
+    try:
+        varnishd = await asyncio.create_subprocess_exec(
+            *varnishd_command(cfg, workdir, vcl), stdin=asyncio.subprocess.DEVNULL
+        )
+        await _wait_listening(cfg.listen_host, cfg.listen_port, varnishd)
+        logger.info(
+            "edge %s serving on http://%s:%d (origin %s:%d)",
+            cfg.settings.name,
+            cfg.listen_host,
+            cfg.listen_port,
+            cfg.settings.origin_host,
+            cfg.settings.origin_port,
+        )
+        if cfg.redis_url is not None:
+            ncsa, shipper_task = await _start_shipper(cfg, workdir)
+        print(f"edge {cfg.settings.name} ready on {_url(cfg)}", flush=True)
+        exited = asyncio.create_task(varnishd.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if exited.done():
+            logger.error("varnishd exited with status %s", varnishd.returncode)
+            return varnishd.returncode or 1
+        return 0
+    finally:
+        await _stop(ncsa, "varnishncsa")
+        if shipper_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(shipper_task, 5)
+        await _stop(varnishd, "varnishd")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _url(cfg: EdgeRunConfig) -> str:
+    host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
+    return f"http://{host}:{cfg.listen_port}"
+
+
+async def _start_shipper(
+    cfg: EdgeRunConfig, workdir: Path
+) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
+    from redis.asyncio import Redis
+
+    assert cfg.redis_url is not None
+    redis = Redis.from_url(cfg.redis_url)
+    ncsa = await asyncio.create_subprocess_exec(
+        *varnishncsa_command(str(workdir / "varnish"), cfg.varnishncsa),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert ncsa.stdout is not None
+    shipper = LogShipper(redis)
+
+    async def ship(stream: asyncio.StreamReader) -> None:
+        try:
+            await shipper.run(stream)
+        finally:
+            logger.info("log shipper read %d lines, counted %d", shipper.lines, shipper.counted)
+            await redis.aclose()
+
+    task = asyncio.create_task(ship(ncsa.stdout))
+    await _wait_attached(cfg, shipper, task)
+    return ncsa, task
+
+
+async def _wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.Task[None]) -> None:
+    """Send probe requests until the log reader has seen one: requests served from then on
+    are all counted."""
+    host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "") else cfg.listen_host
+    host = "::1" if host == "::" else host
+    deadline = time.monotonic() + READY_TIMEOUT
+    while shipper.lines == 0:
+        if task.done() or time.monotonic() > deadline:
+            raise EdgeSettingsError("varnishncsa did not start reading the edge's log")
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection(host, cfg.listen_port)
+            writer.write(b"GET /_edge/probe HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+            await reader.read()
+            writer.close()
+        await asyncio.sleep(0.1)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for tests and ``--listen HOST:0``)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

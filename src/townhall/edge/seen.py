@@ -1,0 +1,107 @@
+"""Pure core of the listener log shipper: edge access-log lines → Redis HyperLogLog writes.
+
+The edge logs one line per media fetch (parts and segments) in :data:`LOG_FORMAT`:
+``{space} {ticket payload (base64url)} {status} {unix time}``. The ticket was verified by
+the edge before the line was written, so the payload is decoded without checking it again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+
+from ..watch.edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_key
+
+LOG_FORMAT = "%{VCL_Log:th_space}x %{VCL_Log:th_tp}x %s %{%s}t"
+"""varnishncsa ``-F`` format matching the ``std.log`` calls of the generated VCL."""
+LOG_QUERY = "VCL_Log:th_tp"
+"""varnishncsa ``-q`` query: only requests that logged a ticket payload (media fetches)."""
+MAX_PAYLOAD = 4096
+COUNTED_STATUS = frozenset({200, 206, 304})
+
+
+@dataclass(frozen=True)
+class MediaFetched:
+    """A listener fetched a part or segment through the edge."""
+
+    space: str
+    """Space id from the URL (equal to the ticket's ``sid``)."""
+    listener: str
+    """The ticket's ``sub``."""
+    at: float
+    """Unix time the request was received."""
+
+
+@dataclass(frozen=True)
+class HllWrite:
+    """One ``PFADD key members…`` (and ``EXPIRE key ttl`` when ``ttl`` is set)."""
+
+    key: str
+    """Redis key."""
+    members: tuple[str, ...]
+    """Listener ids, sorted."""
+    ttl: int | None
+    """Expiry in seconds, or None to keep the key."""
+
+
+def listener_of(payload_b64: str) -> str | None:
+    """The ``sub`` of a base64url JWT payload, or None if it is not one."""
+    if not payload_b64 or len(payload_b64) > MAX_PAYLOAD:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) and sub else None
+
+
+def parse_line(line: str, now: float) -> MediaFetched | None:
+    """One log line → a fetch to count, or None (not media, refused, failed, unreadable).
+
+    ``now`` stands in when the line carries no usable time."""
+    fields = line.split()
+    if len(fields) != 4:
+        return None
+    space, payload, status, when = fields
+    if space == "-" or payload == "-" or not status.isdigit():
+        return None
+    if int(status) not in COUNTED_STATUS:
+        return None
+    listener = listener_of(payload)
+    if listener is None:
+        return None
+    at = float(when) if when.isdigit() else now
+    return MediaFetched(space=space, listener=listener, at=at)
+
+
+@dataclass
+class SeenBatch:
+    """Distinct listeners per (space, bucket) collected between two flushes."""
+
+    buckets: dict[str, set[str]] = field(default_factory=dict)
+    everyone: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, fetch: MediaFetched) -> None:
+        self.buckets.setdefault(bucket_key(fetch.space, fetch.at), set()).add(fetch.listener)
+        self.everyone.setdefault(all_key(fetch.space), set()).add(fetch.listener)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.buckets.values())
+
+    def drain(self) -> list[HllWrite]:
+        """The writes for everything added since the last drain; empties the batch."""
+        writes = [
+            HllWrite(key, tuple(sorted(members)), BUCKET_TTL_SECONDS)
+            for key, members in sorted(self.buckets.items())
+        ]
+        writes += [
+            HllWrite(key, tuple(sorted(members)), None)
+            for key, members in sorted(self.everyone.items())
+        ]
+        self.buckets = {}
+        self.everyone = {}
+        return writes
