@@ -13,13 +13,28 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from . import mouth_to_ear, n_minus_1, report, stage_cpu
+from . import (
+    icecast_compare,
+    join_throughput,
+    livekit_room,
+    mouth_to_ear,
+    n_minus_1,
+    origin_independence,
+    report,
+    simulate_validation,
+    stage_cpu,
+)
 from .common import BenchResult, machine_info
 
 BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     mouth_to_ear.NAME: mouth_to_ear.run,
     n_minus_1.NAME: n_minus_1.run,
     stage_cpu.NAME: stage_cpu.run,
+    join_throughput.NAME: join_throughput.run,
+    origin_independence.NAME: origin_independence.run,
+    icecast_compare.NAME: icecast_compare.run,
+    livekit_room.NAME: livekit_room.run,
+    simulate_validation.NAME: simulate_validation.run,  # after the runs it checks
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

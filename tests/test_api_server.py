@@ -45,17 +45,24 @@ def test_journey_create_start_join_stage_end(node: Node, client: httpx.Client) -
     upcoming = c.get("/api/spaces", params={"status": "upcoming"}).json()["spaces"]
     assert [s["id"] for s in upcoming] == [sid]
 
-    # a listener joins before the start and cannot start it
-    joined = c.post(f"/api/spaces/{sid}/join").json()
-    ticket = joined["ticket"]
-    assert joined["playlist_url"].endswith("/live.m3u8") and joined["listener_id"].startswith(
-        "anon:"
-    )
-    assert_problem(c.post(f"/api/spaces/{sid}/start", headers=auth(ticket)), 403)
+    # a listener who arrives before the start waits in the pre-queue with a signed place
+    early = c.post(f"/api/spaces/{sid}/join")
+    assert early.status_code == 202, early.text
+    assert early.json()["queue_ticket"] and "position" in early.json()
 
     # the host starts with the host token
     r = c.post(f"/api/spaces/{sid}/start", headers=auth(space["host_token"]))
     assert r.status_code == 200 and r.json()["status"] == "live"
+
+    # the early listener polls with their queue ticket and is admitted
+    r = c.post(f"/api/spaces/{sid}/join", json={"queue_ticket": early.json()["queue_ticket"]})
+    assert r.status_code == 200, r.text
+    joined = r.json()
+    ticket = joined["ticket"]
+    assert joined["playlist_url"].endswith("/live.m3u8")
+    assert joined["listener_id"].startswith("anon:")
+    # a listener cannot end the space
+    assert_problem(c.post(f"/api/spaces/{sid}/end", headers=auth(ticket)), 403)
 
     # the listener asks to speak, the host accepts, the new speaker gets a speak token
     r = c.post(f"/api/spaces/{sid}/stage/request", headers=auth(ticket))

@@ -153,7 +153,12 @@ async def test_space_made_on_node1_is_heard_through_node2(
     assert replay.status_code == 200 and "#EXT-X-ENDLIST" in replay.text, replay.text
     assert origin_url(cluster_url, sid) is None
     assert (n1.data / "spaces" / sid / "hls" / "replay.m3u8").exists()
-    assert not (n2.data / "spaces" / sid).exists()
+    # node 2 (the standby) holds no media of its own: its standby copy is gone after the end
+    deadline = time.monotonic() + 10
+    while (n2.data / "spaces" / sid / "standby").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not (n2.data / "spaces" / sid / "standby").exists()
+    assert not (n2.data / "spaces" / sid / "hls").exists()
 
 
 def collect(url: str, token: str, out: queue.Queue[dict[str, Any]], ready: threading.Event) -> None:

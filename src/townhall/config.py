@@ -38,6 +38,15 @@ class Config:
     http://host:port, or http://hostname:port when bound to a wildcard address. Never the
     public URL, which may be a load balancer in front of every node."""
 
+    origin_lease_ms: int = 3000
+    """Cluster: TTL of a space's origin lease (``th:origin:{id}``) and of its standby claim.
+    When the origin dies its standby takes over once the lease has expired, so a takeover
+    takes at most about this long plus ``heartbeat_ms``."""
+
+    heartbeat_ms: int = 1000
+    """Cluster: how often a node renews its leases, its standby claims and its own liveness
+    key (``th:node:{id}``); at most a third of ``origin_lease_ms``."""
+
     rtc_address: str | None = None
     """Address announced in ICE candidates (the media server's node IP, e.g. behind NAT)."""
 
@@ -63,6 +72,27 @@ class Config:
 
     bitrate: int = 64000
     """Programme AAC bitrate, bits per second."""
+
+    admit_rate: float = 200.0
+    """Gate: new listeners admitted per second per space; above it joins wait in the waiting
+    room (202 with position, ETA and a signed queue ticket)."""
+
+    capacity: int | None = None
+    """Gate: active listeners per space above which admission pauses; None for no cap."""
+
+    join_rate_source: float | None = 5.0
+    """Gate: join requests per second per source address (burst: 4 s worth); None or 0
+    disables. Polls of the waiting room count too (they are paced at ≥ 1 s)."""
+
+    join_rate_network: float | None = 100.0
+    """Gate: join requests per second per source network (/24 IPv4, /48 IPv6)."""
+
+    join_rate_global: float | None = 20000.0
+    """Gate: join requests per second on this node (or the cluster, with Redis)."""
+
+    gate_test_delay: float = 0.0
+    """Tests only: each gated join sleeps this many seconds per join in flight, so latency
+    grows with concurrency (exercises load shedding)."""
 
     log_level: str = "info"
     """Python logging level name."""
@@ -105,6 +135,10 @@ def _coerce(raw: str, hint: Any, name: str) -> Any:
     try:
         if hint is int:
             return int(raw)
+        if hint is float or text in ("float | None", "int | None"):
+            if not raw:
+                return None
+            return float(raw) if "float" in text else int(raw)
         if hint is Path:
             return Path(raw)
         if "tuple" in text:

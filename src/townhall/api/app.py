@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..auth import Keyring, TokenIssuer
 from ..config import Config
+from ..gate.fastjoin import FastJoin
+from ..gate.service import build_gate
 from ..store import SqliteStore, Store
 from ..store.redis import RedisStore
 from ..watch.metrics import run_watch
@@ -21,8 +23,10 @@ from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .problems import BodyLimitMiddleware, install_problem_handlers
 from .routes_clips import router as clips_router
+from .routes_gate import router as gate_router
 from .routes_ops import router as ops_router
 from .routes_spaces import router as spaces_router
+from .routes_trust import router as trust_router
 from .routes_watch import router as watch_router
 from .service import SpaceService
 from .services import Services
@@ -56,6 +60,7 @@ def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
     from redis.asyncio import Redis
 
     from ..cluster import Cluster, Forwarder, RedisEventBus, RedisRegistry, node_identity
+    from ..cluster.health import NodeHeartbeat
     from ..cluster.keys import shared_keyring
     from ..watch.redis_counts import RedisTally
 
@@ -73,13 +78,21 @@ def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
         spaces=SpaceService(store, bus),
         bus=bus,
         listeners=RedisTally(redis),
-        cluster=Cluster(node, RedisRegistry(redis), Forwarder(node.node_id)),
+        cluster=Cluster(
+            node,
+            RedisRegistry(redis, ttl_ms=config.origin_lease_ms, heartbeat_ms=config.heartbeat_ms),
+            Forwarder(node.node_id),
+            NodeHeartbeat(
+                redis, node, interval_ms=config.heartbeat_ms, ttl_ms=config.origin_lease_ms
+            ),
+        ),
     )
 
 
 def create_app(config: Config, store: Store | None = None, *, media: bool = True) -> FastAPI:
     """Build the app. ``media=False`` gives a control-plane-only node (no WebRTC/HLS)."""
     services = build_services(config, store)
+    services.gate = build_gate(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,6 +100,8 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         await services.bus.start()
         await services.listeners.start()
         await services.cluster.start()
+        if services.gate is not None:
+            await services.gate.start()
         if hub is not None:
             await hub.startup()
         watch_task = asyncio.create_task(run_watch(services.watch, clock=services.clock))
@@ -94,6 +109,8 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
             yield
         finally:
             watch_task.cancel()
+            if services.gate is not None:
+                await services.gate.close()
             if hub is not None:
                 await hub.shutdown()
             await services.cluster.close()
@@ -127,9 +144,13 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     app.include_router(ops_router)
     app.include_router(clips_router)
     app.include_router(watch_router)
+    app.include_router(trust_router)
+    app.include_router(gate_router)
     _install_web(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    if services.gate is not None:  # outermost: anonymous joins never reach the router
+        app.add_middleware(FastJoin, gate=services.gate)
     return app
 
 

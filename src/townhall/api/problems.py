@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import TokenError
@@ -54,6 +56,62 @@ _TITLES = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "description": "A sentence that can be shown a person."},
+        "code": {"type": "string", "description": "Stable machine-readable reason."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+"""JSON schema of every problem document (RFC 9457 members plus ``code``; extras allowed)."""
+
+PROBLEM_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+"""The error statuses any operation may answer (validation, auth, state, limits, overload)."""
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": _TITLES[status],
+        "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status in PROBLEM_STATUSES
+}
+"""The error responses of every operation: each one an ``application/problem+json``."""
+
+
+def document_problems(app: FastAPI) -> None:
+    """Declare :data:`PROBLEM_RESPONSES` on every operation of ``app``'s OpenAPI document, in
+    one place, whichever router the operation comes from (FastAPI's own 422 entry, which
+    claims ``application/json``, is replaced: the handlers below answer problem documents)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = build()
+        for item in doc.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    for status, response in PROBLEM_RESPONSES.items():
+                        operation["responses"][str(status)] = copy.deepcopy(response)
+        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def problem_response(
@@ -120,16 +178,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(status, detail, code="invalid_request", extra={"errors": errors})
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        headers = dict(exc.headers or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = "no such resource"
         if exc.status_code == 405:
             detail = "method not allowed on this resource"
-        return problem_response(
-            exc.status_code, detail, code="http_error", headers=dict(exc.headers or {})
-        )
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return problem_response(exc.status_code, detail, code="http_error", headers=headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -141,6 +199,21 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+    document_problems(app)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's,
+    but one path is often served by several routes: ``GET`` and ``POST /api/spaces``)."""
+    methods = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    return ", ".join(methods)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 class BodyLimitMiddleware:

@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..auth import Grant
 from ..spaces import Space, SpaceState, Visibility
+from . import schemas
 from .caller import resolve
 from .problems import Problem
 from .services import Services
@@ -162,7 +163,7 @@ def _cut(
     return _Clip(target, seconds_out, os.path.getsize(target))
 
 
-@router.post("/api/spaces/{space_id}/clips", status_code=201)
+@router.post("/api/spaces/{space_id}/clips", status_code=201, response_model=schemas.ClipCreated)
 async def create_clip(request: Request, space_id: SpaceId, body: ClipRequest) -> Response:
     """Cut a clip of a live or ended space: ``{"seconds": 30}`` or ``{"start": s, "end": e}``
     (seconds from the start of the recording; at most 300 s). Public spaces need no
@@ -192,7 +193,12 @@ async def create_clip(request: Request, space_id: SpaceId, body: ClipRequest) ->
     )
 
 
-@router.get("/clips/{space_id}/{clip_file}", summary="A clip (audio/mp4)")
+@router.get(
+    "/clips/{space_id}/{clip_file}",
+    summary="A clip (audio/mp4)",
+    response_class=Response,
+    responses={200: {"content": {"audio/mp4": {"schema": {"type": "string", "format": "binary"}}}}},
+)
 async def get_clip(request: Request, space_id: SpaceId, clip_file: ClipFile) -> Response:
     """Serve a clip. Its URL is unguessable and it never changes."""
     svc: Services = request.app.state.services

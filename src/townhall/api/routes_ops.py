@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from . import schemas
 from .metrics import REGISTRY
 from .problems import problem_response
 from .services import Services
@@ -13,13 +14,13 @@ from .services import Services
 router = APIRouter()
 
 
-@router.get("/healthz", tags=["ops"])
+@router.get("/healthz", response_model=schemas.HealthStatus, tags=["ops"])
 async def healthz() -> Response:
     """The process is up."""
     return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/readyz", tags=["ops"])
+@router.get("/readyz", response_model=schemas.HealthStatus, tags=["ops"])
 async def readyz(request: Request) -> Response:
     """The node can serve: its store answers."""
     svc: Services = request.app.state.services
@@ -32,7 +33,7 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
 async def metrics() -> Response:
     """Prometheus exposition."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

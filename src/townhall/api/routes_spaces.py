@@ -14,10 +14,12 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import spaces as sp
-from ..auth import Grant
+from ..auth import Grant, TokenError
+from ..gate.service import JoinCaller
 from ..spaces import SpaceState, Visibility
-from ..watch.observations import ADMITTED, Observation
+from ..watch.observations import BAD_TICKET, EXPIRED_TICKET, FORGED_TICKET, Observation
 from . import schemas
+from .abuse import abuse_limits
 from .caller import Caller, resolve
 from .problems import Problem
 from .services import Services
@@ -84,6 +86,9 @@ async def create_space(request: Request, body: schemas.SpaceCreate) -> Response:
     caller = await caller_for(request, None)
     if caller.user is None:
         raise Problem(403, "creating a space needs an account's API key", code="not_allowed")
+    from .routes_trust import screen_new_space  # here: routes_trust imports this module
+
+    await screen_new_space(svc.store, caller.user, body.title, body.description)
     stored = await svc.spaces.create(
         caller.user,
         title=body.title,
@@ -108,7 +113,7 @@ async def create_space(request: Request, body: schemas.SpaceCreate) -> Response:
     return _json(view, 201, {"Location": f"/api/spaces/{space.id}"})
 
 
-@router.get("/spaces", tags=["spaces"])
+@router.get("/spaces", response_model=schemas.SpaceList, tags=["spaces"])
 async def list_spaces(
     request: Request,
     status: Annotated[Literal["live", "upcoming", "ended", "all"], Query()] = "all",
@@ -171,45 +176,54 @@ async def end(request: Request, space_id: SpaceId) -> Response:
     return _json(await space_view(svc.store, svc.config.base_url, space))
 
 
-@router.post("/spaces/{space_id}/join", response_model=schemas.JoinResponse, tags=["listen"])
+@router.post(
+    "/spaces/{space_id}/join",
+    response_model=schemas.JoinResponse,
+    responses={
+        202: {"model": schemas.QueuedResponse, "description": "wait: poll with queue_ticket"},
+        429: {"description": "rate limited (Retry-After)"},
+        503: {"description": "shed under load (Retry-After)"},
+    },
+    tags=["listen"],
+)
 async def join(
     request: Request,
     space_id: SpaceId,
     body: Annotated[schemas.JoinRequest | None, Body()] = None,
 ) -> Response:
-    """Get a listener ticket and the playlist URL. Ticketed spaces need a listen grant."""
+    """Get a listener ticket and the playlist URL, or a place in the waiting room (202 with
+    ``position``, ``eta_seconds``, ``poll_after`` and a signed ``queue_ticket`` to send back
+    in the next join). Ticketed spaces need a listen grant; the host, co-hosts and speakers
+    are never queued, limited or shed. Anonymous joins are answered by the gate's fast path
+    with the same answers."""
     svc = services(request)
-    stored = await svc.spaces.get(space_id)
-    space = stored.space
-    caller = await caller_for(request, space_id, required=False)
-    if space.visibility is Visibility.TICKETED and not (
-        caller.has(Grant.LISTEN) or (caller.identity and space.is_on_stage(caller.identity))
-    ):
-        raise Problem(
-            403, "this space is ticketed: joining needs a listen grant", code="ticket_required"
-        )
-    if space.state is SpaceState.ENDED:
-        raise Problem(409, "this space has ended; play the recording instead", code="ended")
-    listener_id = caller.identity or f"anon:{secrets.token_hex(8)}"
-    if space.is_blocked(listener_id):
-        raise Problem(403, "you are blocked from this space", code="blocked")
-    now = svc.clock()
-    ttl = svc.config.ticket_ttl
-    ticket = svc.issuer.issue(
-        subject=listener_id, space_id=space_id, grants={Grant.LISTEN}, ttl=ttl, now=now
-    )
+    gate = svc.gate
+    assert gate is not None
     source = request.client.host if request.client else "unknown"
-    svc.observe(Observation(now, "join", source, ADMITTED, listener_id, space_id))
-    base = svc.config.base_url
-    return _json(
-        {
-            "listener_id": listener_id,
-            "ticket": ticket,
-            "expires_at": int(now) + ttl,
-            "playlist_url": f"{base}/hls/{space_id}/t/{ticket}/live.m3u8",
-            "state_url": f"{base}/api/spaces/{space_id}/state",
-        }
+    try:
+        caller = await caller_for(request, space_id, required=False)
+    except TokenError as exc:
+        svc.observe(Observation(svc.clock(), "join", source, _ticket_outcome(exc), None, space_id))
+        raise
+    joiner: JoinCaller | None = None
+    if caller.identity:
+        priority = caller.is_operator or caller.has(Grant.SPEAK) or caller.has(Grant.HOST)
+        on_stage = (await svc.spaces.get_recent(space_id)).space.is_on_stage(caller.identity)
+        joiner = JoinCaller(
+            caller.identity, caller.has(Grant.LISTEN) or on_stage or priority, priority or on_stage
+        )
+    answer = await gate.join(
+        space_id, source, queue_ticket=body.queue_ticket if body else None, caller=joiner
     )
+    return Response(
+        answer.body, answer.status, headers=dict(answer.headers), media_type=answer.media_type
+    )
+
+
+def _ticket_outcome(exc: TokenError) -> str:
+    if exc.code in ("bad_signature", "unknown_key", "bad_algorithm"):
+        return FORGED_TICKET
+    return EXPIRED_TICKET if exc.code == "expired_token" else BAD_TICKET
 
 
 @router.post("/spaces/{space_id}/grants", response_model=schemas.TokenResponse, tags=["stage"])
@@ -309,7 +323,9 @@ def _stage_action(action: str, actor: str, target: str | None) -> sp.Action:
     raise Problem(404, f"unknown stage action {action!r}", code="unknown_action")
 
 
-@router.post("/spaces/{space_id}/stage/{action}", tags=["stage"])
+@router.post(
+    "/spaces/{space_id}/stage/{action}", response_model=schemas.StageActionResult, tags=["stage"]
+)
 async def stage(
     request: Request,
     space_id: SpaceId,
@@ -317,9 +333,11 @@ async def stage(
     body: Annotated[schemas.TargetBody | None, Body()] = None,
 ) -> Response:
     """Stage actions. ``target`` is needed for invite, accept, deny, remove, block and the
-    co-host actions; mute and unmute default to yourself."""
+    co-host actions; mute and unmute default to yourself. ``request`` and ``cancel-request``
+    are limited per identity (429 with ``Retry-After``)."""
     svc = services(request)
     caller = await caller_for(request, space_id)
+    abuse_limits(request).check_stage_action(action, space_id, caller.identity, svc.clock())
     space, events = await svc.spaces.act(
         space_id, _stage_action(action, caller.identity, body.target if body else None)
     )
@@ -327,7 +345,7 @@ async def stage(
     return _json({"space": view, "events": [e.to_dict() for e in events]})
 
 
-@router.get("/spaces/{space_id}/stage", tags=["stage"])
+@router.get("/spaces/{space_id}/stage", response_model=schemas.StageQueue, tags=["stage"])
 async def stage_queue(request: Request, space_id: SpaceId) -> Response:
     """Pending requests to speak and open invitations, oldest first (host and co-hosts):
     what a host console shows when it opens, before the event stream brings news."""
@@ -352,17 +370,28 @@ async def stage_queue(request: Request, space_id: SpaceId) -> Response:
     )
 
 
-@router.post("/spaces/{space_id}/reactions", status_code=202, tags=["listen"])
+@router.post(
+    "/spaces/{space_id}/reactions",
+    status_code=202,
+    response_model=schemas.ReactionAccepted,
+    tags=["listen"],
+)
 async def react(request: Request, space_id: SpaceId, body: schemas.ReactionBody) -> Response:
-    """Send a reaction (listeners with a ticket, or stage members)."""
+    """Send a reaction (listeners with a ticket, or stage members); at most 5 a second per
+    identity (bursts of 10). Reactions are counted, never sent on the stage event stream."""
     svc = services(request)
     caller = await caller_for(request, space_id)
-    _, events = await svc.spaces.act(space_id, sp.React(caller.identity, body.emoji))
-    await svc.store.add_reaction(space_id, body.emoji)
-    return _json({"accepted": True, "emoji": body.emoji}, 202)
+    abuse_limits(request).check_reaction(space_id, caller.identity, svc.clock())
+    stored = await svc.spaces.get(space_id)
+    # the pure core says whether this caller may react now (live, not blocked, known emoji);
+    # its ReactionAdded is deliberately not published: only the count in the store changes
+    _, events = sp.apply(stored.space, sp.React(caller.identity, body.emoji), svc.spaces.now())
+    emoji = str(getattr(events[0], "emoji", body.emoji)) if events else body.emoji
+    await svc.store.add_reaction(space_id, emoji)
+    return _json({"accepted": True, "emoji": emoji}, 202)
 
 
-@router.get("/spaces/{space_id}/state", tags=["listen"])
+@router.get("/spaces/{space_id}/state", response_model=schemas.StateDocument, tags=["listen"])
 async def state(request: Request, space_id: SpaceId) -> Response:
     """Small public state document; an edge may cache it for a second."""
     svc = services(request)
@@ -385,7 +414,12 @@ async def state(request: Request, space_id: SpaceId) -> Response:
     return _json(doc, headers={"Cache-Control": "public, max-age=1, stale-while-revalidate=1"})
 
 
-@router.get("/spaces/{space_id}/events", tags=["stage"])
+@router.get(
+    "/spaces/{space_id}/events",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    tags=["stage"],
+)
 async def events(
     request: Request,
     space_id: SpaceId,

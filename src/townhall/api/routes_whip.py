@@ -67,7 +67,7 @@ async def _origin(request: Request, space_id: str) -> str | None:
     return await svc.cluster.remote_origin(request, space_id, ended=False)
 
 
-@router.post("/{space_id}/whip", status_code=201, openapi_extra=OFFER_BODY)
+@router.post("/{space_id}/whip", status_code=201, response_class=Response, openapi_extra=OFFER_BODY)
 async def whip_publish(request: Request, space_id: SpaceId) -> Response:
     """Publish a microphone: SDP offer in, SDP answer out (201, ``Location`` for DELETE).
     The answer is sendrecv: the speaker hears the stage (everyone but themselves)."""
@@ -113,7 +113,7 @@ async def whip_publish(request: Request, space_id: SpaceId) -> Response:
     )
 
 
-@router.delete("/{space_id}/whip/{session_id}", status_code=200)
+@router.delete("/{space_id}/whip/{session_id}", status_code=200, response_class=Response)
 async def whip_delete(request: Request, space_id: SpaceId, session_id: SessionId) -> Response:
     """Leave: close your WHIP session."""
     svc: Services = request.app.state.services
@@ -136,12 +136,5 @@ async def whip_delete(request: Request, space_id: SpaceId, session_id: SessionId
     return Response(status_code=200)
 
 
-@router.patch("/{space_id}/whip/{session_id}", include_in_schema=False)
-async def whip_patch(space_id: SpaceId, session_id: SessionId) -> Response:
-    """Trickle ICE is not supported: candidates are in the offer and the answer."""
-    raise Problem(
-        405,
-        "trickle ICE is not supported; send all candidates in the offer",
-        code="no_trickle",
-        headers={"Allow": "POST, DELETE"},
-    )
+# PATCH (trickle ICE / ICE restart) has no route: every candidate is in the offer and the
+# answer, so PATCH gets the router's 405 with 'Allow: DELETE' (RFC 9725).

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..spaces import REACTIONS
+
+REACTION_CHOICES = sorted({*REACTIONS, "\u2764"})
+"""Accepted ``emoji`` values (the bare heart is an alias of the emoji heart)."""
 
 
 class Strict(BaseModel):
@@ -27,6 +32,19 @@ class Reschedule(Strict):
 
 class JoinRequest(Strict):
     name: str | None = Field(default=None, max_length=60, description="Optional display name.")
+    queue_ticket: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="The waiting room's queue ticket from an earlier 202: re-evaluates your "
+        "place (admitted → 200 with a listener ticket).",
+    )
+
+
+class QueuedResponse(BaseModel):
+    position: int
+    eta_seconds: float
+    poll_after: int
+    queue_ticket: str
 
 
 class TargetBody(Strict):
@@ -34,7 +52,9 @@ class TargetBody(Strict):
 
 
 class ReactionBody(Strict):
-    emoji: str = Field(min_length=1, max_length=16)
+    emoji: str = Field(
+        min_length=1, max_length=16, json_schema_extra={"enum": list(REACTION_CHOICES)}
+    )
 
 
 class GrantRequest(Strict):
@@ -45,6 +65,12 @@ class GrantRequest(Strict):
 
 class ClipRequest(Strict):
     seconds: float = Field(default=30.0, gt=0, le=300)
+
+
+class Reply(BaseModel):
+    """A response body: the schema lists every member the route writes, and only those."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SpaceUrls(BaseModel):
@@ -61,18 +87,31 @@ class HostView(BaseModel):
     verified: bool
 
 
+class TrustView(BaseModel):
+    verified_host: bool
+    flags: list[dict[str, Any]]
+
+
+class StageMember(Reply):
+    id: str
+    name: str
+    role: Literal["host", "cohost", "speaker"]
+    muted: bool
+
+
 class SpaceView(BaseModel):
     id: str
     title: str
     description: str | None
     status: Literal["scheduled", "live", "ended"]
-    visibility: str
+    visibility: Literal["public", "unlisted", "ticketed"]
     host: HostView
     scheduled_start: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
-    stage: list[dict[str, object]]
+    stage: list[StageMember]
     urls: SpaceUrls
+    trust: TrustView | None = None
 
 
 class SpaceCreated(SpaceView):
@@ -92,3 +131,71 @@ class TokenResponse(BaseModel):
     subject: str
     grants: list[str]
     expires_at: int
+
+
+class SpaceList(Reply):
+    spaces: list[SpaceView]
+
+
+class StageActionResult(Reply):
+    space: SpaceView
+    events: list[dict[str, Any]] = Field(description="The events the action caused.")
+
+
+class Person(Reply):
+    id: str
+    name: str
+
+
+class StageQueue(Reply):
+    requests: list[Person]
+    invited: list[Person]
+
+
+class ReactionAccepted(Reply):
+    accepted: bool
+    emoji: str
+
+
+class SpeakerState(Reply):
+    id: str
+    name: str
+    role: Literal["host", "cohost", "speaker"]
+    muted: bool
+    speaking: bool
+    level_db: float | None
+
+
+class ListenerFigures(Reply):
+    current: int
+    peak: int
+    total: int
+
+
+class StateDocument(Reply):
+    id: str
+    status: Literal["scheduled", "live", "ended"]
+    title: str
+    description: str | None
+    visibility: Literal["public", "unlisted", "ticketed"]
+    host: HostView
+    scheduled_start: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    speakers: list[SpeakerState]
+    requests: int
+    listeners: ListenerFigures
+    reactions: dict[str, int]
+    urls: SpaceUrls
+    trust: TrustView | None = None
+    generated_at: datetime
+
+
+class ClipCreated(Reply):
+    url: str
+    seconds: float
+    bytes: int
+
+
+class HealthStatus(Reply):
+    status: Literal["ok", "ready"]

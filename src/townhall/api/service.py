@@ -85,7 +85,19 @@ class SpaceService:
         hit = self._recent.get(space_id)
         if hit is not None and now - hit[0] <= max_age:
             return hit[1]
-        stored = await self.get(space_id)
+        try:
+            stored = await self.get(space_id)
+        except Problem:
+            raise
+        except Exception:
+            # the store is unreachable (e.g. Redis restarting): live media needs no store, so
+            # keep serving from the last view we had rather than failing every listener
+            if hit is None:
+                raise
+            logger.warning(
+                "store unavailable; serving space %s from a %.1f s old view", space_id, now - hit[0]
+            )
+            return hit[1]
         if len(self._recent) > 10_000:
             self._recent.clear()
         self._recent[space_id] = (now, stored)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ..auth import Grant, TokenClaims, TokenIssuer
 from ..cluster.node import Cluster, embedded
 from ..config import Config
+from ..gate.service import Gate
 from ..store import Store
 from ..watch.observations import Observation
 from ..watch.redis_counts import ListenerTally, LocalTally
@@ -31,6 +32,8 @@ class Services:
     clock: Callable[[], float] = time.time
     watch: Watch = field(default_factory=Watch)
     started_at: float = field(default_factory=time.time)
+    gate: Gate | None = None
+    """Admission for joins (rate limits, waiting room, shedding); set by ``build_services``."""
 
     _verified: dict[tuple[str, str | None, Grant | None], TokenClaims] = field(
         default_factory=dict, repr=False

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..spaces import Space
 from ..store import Store, User
+from ..trust.service import trust_summary
 from ..watch.counts import ListenerCounts
 
 
@@ -69,6 +70,7 @@ async def space_view(store: Store, base: str, space: Space) -> dict[str, Any]:
             for ident in space.stage_members()
         ],
         "urls": space_urls(base, space.id),
+        "trust": await trust_summary(store, space, host_user),
     }
 
 
@@ -116,5 +118,6 @@ async def state_document(
         "listeners": {"current": counts.current, "peak": counts.peak, "total": counts.total},
         "reactions": reactions,
         "urls": space_urls(base, space.id),
+        "trust": await trust_summary(store, space, host_user),
         "generated_at": now_iso,
     }

@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
 ISSUER = "townhall"
+MAX_TOKEN_CHARS = 4096
+"""Longer tokens are refused before any decoding."""
+ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
+"""The JOSE header members townhall writes; anything else (``jku``, ``x5u``, ``jwk``, ``x5c``,
+``crit``, ...) is refused rather than ignored."""
 
 
 class Grant(StrEnum):
@@ -101,14 +106,17 @@ class TokenIssuer:
         grant: Grant | None = None,
     ) -> TokenClaims:
         """Check signature, expiry, space binding and grant; raise :class:`TokenError`."""
-        if not token or len(token) > 4096:
+        if not token or len(token) > MAX_TOKEN_CHARS:
             raise TokenError("malformed_token", "token is missing or too long")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise TokenError("malformed_token", "token is not a well-formed JWT") from None
         if header.get("alg") != ALGORITHM:
             raise TokenError("bad_algorithm", f"token algorithm must be {ALGORITHM}")
+        unexpected = set(header) - ALLOWED_HEADERS
+        if unexpected or header.get("typ", "JWT") != "JWT":
+            raise TokenError("malformed_token", "token header has members townhall never writes")
         kid = header.get("kid")
         key = self._keyring.get(kid) if isinstance(kid, str) else None
         if key is None:
@@ -130,6 +138,8 @@ class TokenIssuer:
             raise TokenError("bad_signature", "token signature does not verify") from None
         except jwt.PyJWTError as exc:
             raise TokenError("malformed_token", f"token refused: {exc}") from None
+        if not _claims_well_typed(payload):
+            raise TokenError("malformed_token", "token claims are not understood")
         try:
             claims = TokenClaims(
                 subject=str(payload["sub"]),
@@ -149,3 +159,23 @@ class TokenIssuer:
         if grant is not None and grant not in claims.grants and Grant.OPERATOR not in claims.grants:
             raise TokenError("missing_grant", f"token does not carry the '{grant}' grant", 403)
         return claims
+
+
+def _claims_well_typed(payload: dict[str, Any]) -> bool:
+    """Every claim has the type townhall writes (``exp`` as a string, a bool ``iat``, grants
+    that are not a list of strings, an empty subject: all refused, even when signed)."""
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    grants = payload.get("grants", [])
+    return (
+        isinstance(payload.get("sub"), str)
+        and bool(payload["sub"])
+        and isinstance(payload.get("jti"), str)
+        and is_int(payload.get("iat"))
+        and is_int(payload.get("exp"))
+        and (payload.get("sid") is None or isinstance(payload.get("sid"), str))
+        and isinstance(grants, list)
+        and all(isinstance(g, str) for g in grants)
+    )

@@ -27,6 +27,21 @@ def serve(
     ),
     public_url: str = typer.Option(None, "--public-url", help="Base URL clients should use."),
     log_level: str = typer.Option(None, "--log-level", help="debug, info, warning, error."),
+    admit_rate: float = typer.Option(
+        None, "--admit-rate", help="New listeners admitted per second per space [200]."
+    ),
+    capacity: int = typer.Option(
+        None, "--capacity", help="Active listeners per space before admission pauses [none]."
+    ),
+    join_rate_source: float = typer.Option(
+        None, "--join-rate-source", help="Join requests/s per source address [5]; 0 disables."
+    ),
+    join_rate_network: float = typer.Option(
+        None, "--join-rate-network", help="Join requests/s per /24 or /48 network [100]."
+    ),
+    join_rate_global: float = typer.Option(
+        None, "--join-rate-global", help="Join requests/s in all [20000]; 0 disables."
+    ),
 ) -> None:
     """Run a townhall node: API, stage (WHIP), LL-HLS origin and web pages."""
     try:
@@ -39,6 +54,11 @@ def serve(
             ice_servers=tuple(ice_server) if ice_server else None,
             public_url=public_url,
             log_level=log_level,
+            admit_rate=admit_rate,
+            capacity=capacity,
+            join_rate_source=join_rate_source,
+            join_rate_network=join_rate_network,
+            join_rate_global=join_rate_global,
         )
     except ValueError as exc:
         fail(str(exc))

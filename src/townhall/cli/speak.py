@@ -101,7 +101,10 @@ async def _speak(
 
     track = ToneTrack(tone, amplitude=0.3) if tone is not None else file_track(str(source), loop)
     client = WhipClient(
-        f"{server}/api/spaces/{space_id}/whip", token, RtcSettings(announced_address=announce)
+        f"{server}/api/spaces/{space_id}/whip",
+        token,
+        RtcSettings(announced_address=announce),
+        reconnect=True,  # a failed origin is replaced by its standby: follow it there
     )
     if record_return is not None:
         client.record_return(str(record_return))

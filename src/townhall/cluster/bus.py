@@ -104,7 +104,10 @@ class RedisEventBus(EventBus):
         async with self._lock:
             self._interest[space_id] += 1
             if self._interest[space_id] == 1 and self._pubsub is not None:
-                await self._pubsub.subscribe(channel(space_id))
+                try:
+                    await self._pubsub.subscribe(channel(space_id))
+                except Exception:  # Redis away: the reader resubscribes every interest
+                    logger.warning("could not subscribe to space %s now; will retry", space_id)
 
     async def _unwant(self, space_id: str) -> None:
         async with self._lock:
@@ -112,7 +115,21 @@ class RedisEventBus(EventBus):
             if self._interest[space_id] <= 0:
                 del self._interest[space_id]
                 if self._pubsub is not None:
-                    await self._pubsub.unsubscribe(channel(space_id))
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel(space_id))
+
+    async def _resubscribe(self) -> PubSub:
+        """A fresh pub/sub connection subscribed to the node channel and every space this
+        node still cares about (redis-py forgets channels whose subscribe failed)."""
+        async with self._lock:
+            old = self._pubsub
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()  # type: ignore[no-untyped-call]
+            fresh = self._redis.pubsub(ignore_subscribe_messages=True)
+            await fresh.subscribe(f"th:node:{self._node_id}", *(channel(s) for s in self._interest))
+            self._pubsub = fresh
+            return fresh
 
     async def _drain(self, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -134,8 +151,13 @@ class RedisEventBus(EventBus):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("event bus lost Redis; retrying")
+                logger.warning("event bus lost Redis; reconnecting")
                 await asyncio.sleep(0.5)
+                try:
+                    pubsub = await self._resubscribe()
+                    logger.info("event bus resubscribed to %d spaces", len(self._interest))
+                except Exception:
+                    pass  # still away: try again on the next turn
                 continue
             if message is None or message.get("type") != "message":
                 continue

@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,8 +18,12 @@ from ..config import Config
 
 logger = logging.getLogger(__name__)
 
-ORIGIN_TTL_MS = 15_000
-"""Lease on a space's origin; the heartbeat renews it every third of this."""
+ORIGIN_TTL_MS = 3_000
+"""Lease on a space's origin (``Config.origin_lease_ms``); short, so that a standby can take a
+dead origin's spaces over within a few seconds (docs/failover.md)."""
+
+HEARTBEAT_MS = 1_000
+"""How often the leases are renewed (``Config.heartbeat_ms``)."""
 
 LOOKUP_CACHE_SECONDS = 1.0
 """How long a node trusts a looked-up origin before asking Redis again."""
@@ -116,13 +121,21 @@ if current == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return current
 """
 
-# KEYS: origin keys. ARGV: node json, ttl ms. Returns 1/0 per key (still ours).
+# KEYS: n origin keys, then their n home keys. ARGV: node json, ttl ms.
+# Returns per space 1 (still ours), 2 (was missing, e.g. Redis restarted empty: re-asserted)
+# or 0 (another node holds it).
 _RENEW = """
 local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
+local n = #KEYS / 2
+for i = 1, n do
+  local current = redis.call('GET', KEYS[i])
+  if current == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
     out[i] = 1
+  elseif not current then
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    redis.call('SET', KEYS[n + i], ARGV[1])
+    out[i] = 2
   else
     out[i] = 0
   end
@@ -151,9 +164,17 @@ class RedisRegistry:
 
     shared = True
 
-    def __init__(self, redis: Redis, *, ttl_ms: int = ORIGIN_TTL_MS) -> None:
+    def __init__(
+        self, redis: Redis, *, ttl_ms: int = ORIGIN_TTL_MS, heartbeat_ms: int = HEARTBEAT_MS
+    ) -> None:
         self._redis = redis
+        self.redis = redis
+        """The Redis client (the standby manager shares it)."""
         self._ttl_ms = ttl_ms
+        self._heartbeat_s = min(heartbeat_ms, ttl_ms / 3) / 1000
+        self.on_lost: Callable[[str], Awaitable[None]] | None = None
+        """Called with a space id when another node holds a lease this node had (it must stop
+        running that space: fencing after a takeover)."""
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -177,12 +198,27 @@ class RedisRegistry:
         cached = self._cache.get(space_id)
         if cached is not None and now - cached[0] < LOOKUP_CACHE_SECONDS:
             return cached[1]
-        raw = await self._redis.get(_origin_key(space_id))
+        try:
+            raw = await self._redis.get(_origin_key(space_id))
+        except Exception:
+            if cached is None:
+                raise
+            logger.warning("Redis unavailable; using the last known origin of %s", space_id)
+            return cached[1]  # Redis away: the last answer is still the best guess
         url = NodeInfo.from_json(str(raw)).url if raw is not None else None
         self._cache[space_id] = (now, url)
         if len(self._cache) > 10_000:
             self._cache.clear()
         return url
+
+    async def owner_of(self, space_id: str) -> NodeInfo | None:
+        """The node holding ``space_id``'s origin lease now (uncached), or None."""
+        raw = await self._redis.get(_origin_key(space_id))
+        return NodeInfo.from_json(str(raw)) if raw is not None else None
+
+    def forget(self, space_id: str) -> None:
+        """Drop the cached origin of ``space_id`` (it did not answer)."""
+        self._cache.pop(space_id, None)
 
     async def home_of(self, space_id: str) -> str | None:
         raw = await self._redis.get(_home_key(space_id))
@@ -200,11 +236,17 @@ class RedisRegistry:
             by_node.setdefault(node, []).append(space_id)
         for node, space_ids in by_node.items():
             kept = await self._renew(
-                keys=[_origin_key(s) for s in space_ids], args=[node.to_json(), self._ttl_ms]
+                keys=[_origin_key(s) for s in space_ids] + [_home_key(s) for s in space_ids],
+                args=[node.to_json(), self._ttl_ms],
             )
             for space_id, still in zip(space_ids, kept, strict=True):
+                if int(still) == 2:
+                    logger.warning("re-asserted the missing origin lease of space %s", space_id)
                 if not int(still) and self._owned.pop(space_id, None) is not None:
                     logger.warning("lost the origin lease of space %s", space_id)
+                    self._cache.pop(space_id, None)
+                    if self.on_lost is not None:
+                        await self.on_lost(space_id)
 
     async def start(self) -> None:
         if self._task is None:
@@ -218,7 +260,7 @@ class RedisRegistry:
             self._task = None
 
     async def _heartbeat(self) -> None:
-        interval = self._ttl_ms / 3000
+        interval = self._heartbeat_s
         while True:
             await asyncio.sleep(interval)
             try:

@@ -9,7 +9,7 @@ cache key so all listeners share one cached copy.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
@@ -38,13 +38,28 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/hls", tags=["media"])
 
+MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A playlist (live or replay), an init section, a segment or a part",
+        "content": {
+            h.PLAYLIST_TYPE: {"schema": {"type": "string"}},
+            h.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
 SpaceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Name = Annotated[str, Path(min_length=1, max_length=40)]
 Ticket = Annotated[str, Path(min_length=10, max_length=2048)]
 Directive = Annotated[str | None, Query(max_length=20)]
 
 
-@router.get("/{space_id}/{name}", summary="Live or replay media (public spaces)")
+@router.get(
+    "/{space_id}/{name}",
+    summary="Live or replay media (public spaces)",
+    response_class=Response,
+    responses=MEDIA_RESPONSES,
+)
 async def media(
     request: Request,
     space_id: SpaceId,
@@ -55,7 +70,12 @@ async def media(
     return await _serve(request, space_id, name, None, hls_msn, hls_part)
 
 
-@router.get("/{space_id}/t/{ticket}/{name}", summary="Live or replay media with a ticket")
+@router.get(
+    "/{space_id}/t/{ticket}/{name}",
+    summary="Live or replay media with a ticket",
+    response_class=Response,
+    responses=MEDIA_RESPONSES,
+)
 async def ticketed_media(
     request: Request,
     space_id: SpaceId,

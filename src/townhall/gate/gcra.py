@@ -41,7 +41,7 @@ class Gcra:
         tat = max(self._tat.get(key, now), now)
         new_tat = tat + self._interval * cost
         allow_at = new_tat - self._tolerance - self._interval
-        if allow_at > now:
+        if allow_at > now + 1e-9:  # float sums of the interval must not cost a request
             return Verdict(False, allow_at - now, 0)
         self._tat[key] = new_tat
         remaining = int((now - (new_tat - self._tolerance - self._interval)) / self._interval)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..api.services import Services
+from ..auth import Grant
 from ..cluster.events import RemoteEvent
+from ..cluster.registry import RedisRegistry
+from ..cluster.standby import StandbyHooks, StandbyManager
+from ..cluster.takeover import Takeover
 from ..delivery.names import MediaName
 from ..packaging import PackagingConfig, ProgrammeStore, RecoveredRecording, recover
+from ..packaging.config import AAC_FRAME_SAMPLES
 from ..packaging.playlist import VOD_PLAYLIST, segment_uri
+from ..packaging.recorder import Recorder, scan_recording
 from ..spaces import Space, SpaceState
 from ..stage import RtcSettings
 from .space import LiveSpace
@@ -44,9 +53,17 @@ class MediaHub:
         )
         self._live: dict[str, LiveSpace] = {}
         self._cluster = services.cluster
+        self._elsewhere: set[str] = set()
+        """Spaces with a local recording that another node runs now (after a failover)."""
+        self.standby: StandbyManager | None = None
+        """Follows spaces run elsewhere and takes them over (cluster nodes only)."""
 
     def directory(self, space_id: str) -> Path:
         return self.services.config.data / "spaces" / space_id / "hls"
+
+    def standby_directory(self, space_id: str) -> Path:
+        """Where this node keeps its standby copy of a space another node runs."""
+        return self.services.config.data / "spaces" / space_id / "standby"
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -59,8 +76,32 @@ class MediaHub:
                 await self._go_live(space)
             except Exception:
                 logger.exception("could not resume live space %s", space.id)
+        registry = self._cluster.registry
+        if isinstance(registry, RedisRegistry):
+            registry.on_lost = self._lost
+            cfg = self.services.config
+            self.standby = StandbyManager(
+                registry.redis,
+                registry,
+                self._cluster.node,
+                StandbyHooks(
+                    live_spaces=self._live_ids,
+                    runs=lambda space_id: space_id in self._live,
+                    directory=self.standby_directory,
+                    ticket=self._ticket,
+                    take_over=self.take_over,
+                ),
+                lease_ms=cfg.origin_lease_ms,
+                heartbeat_ms=cfg.heartbeat_ms,
+                parts_per_segment=self.packaging.parts_per_segment,
+                segment_samples=self.packaging.segment_frames * AAC_FRAME_SAMPLES,
+                fsync=self.packaging.fsync,
+            )
+            await self.standby.start()
 
     async def shutdown(self) -> None:
+        if self.standby is not None:
+            await self.standby.close()
         for space_id, live in list(self._live.items()):
             await live.abandon()
             await self._let_go(space_id)
@@ -96,15 +137,69 @@ class MediaHub:
             if who and not space.is_on_stage(who):
                 await live.disconnect(who)
 
-    async def _go_live(self, space: Space) -> None:
+    # -- failover ---------------------------------------------------------------------------
+
+    async def _live_ids(self) -> list[str]:
+        spaces = await self.services.store.list_spaces({SpaceState.LIVE}, limit=10_000)
+        return [s.id for s in spaces]
+
+    def _ticket(self, space_id: str) -> str:
+        return self.services.issuer.issue(
+            subject=f"node:{self._cluster.node.node_id}",
+            space_id=space_id,
+            grants={Grant.LISTEN},
+            ttl=self.services.config.ticket_ttl,
+            now=time.time(),
+        )
+
+    async def take_over(self, space_id: str, plan: Takeover) -> bool:
+        """The standby's move: claim the dead origin's space and run it here, continuing
+        from the standby copy at ``plan``. False if the space ended or another node won."""
+        stored = await self.services.store.get_space(space_id)
+        if stored is None or stored.space.state is not SpaceState.LIVE:
+            return False
+        await self._go_live(stored.space, takeover=plan)
+        return space_id in self._live
+
+    def _adopt_standby_copy(self, space_id: str) -> None:
+        """Make the standby copy this node's recording of the space (sync file work)."""
+        copy, target = self.standby_directory(space_id), self.directory(space_id)
+        if not copy.exists():
+            return
+        if not any(target.glob("seg*.m4s")):
+            shutil.rmtree(target, ignore_errors=True)
+            copy.rename(target)
+            return
+        recorder = Recorder(target, fsync=self.packaging.fsync)  # an older copy of our own
+        for seg in scan_recording(copy):
+            if not (target / seg.uri).exists():
+                recorder.write_segment(seg, (copy / seg.uri).read_bytes())
+        shutil.rmtree(copy, ignore_errors=True)
+
+    async def _lost(self, space_id: str) -> None:
+        """Another node holds this space's origin lease now: stop running it here."""
+        live = self._live.pop(space_id, None)
+        if live is None:
+            return
+        logger.error("space %s: another node took the origin over; stopping it here", space_id)
+        self._elsewhere.add(space_id)
+        await live.abandon()
+        await self.services.bus.unwatch(space_id)
+
+    async def _go_live(self, space: Space, takeover: Takeover | None = None) -> None:
         if space.id in self._live:
             return
         me = self._cluster.node
         owner = await self._cluster.registry.claim_origin(space.id, me)
         if owner != me:
             logger.info("space %s runs on node %s (%s)", space.id, owner.node_id, owner.url)
+            if self.directory(space.id).exists():
+                self._elsewhere.add(space.id)
             return
+        self._elsewhere.discard(space.id)
         directory = self.directory(space.id)
+        if takeover is not None:
+            await asyncio.to_thread(self._adopt_standby_copy, space.id)
         resume: RecoveredRecording | None = None
         if any(directory.glob("seg*.m4s")):
             resume = ProgrammeStore.recover(directory, self.packaging)
@@ -115,11 +210,17 @@ class MediaHub:
             self.packaging,
             muted=space.muted,
             resume=resume,
+            takeover=takeover,
         )
         live.start()
         self._live[space.id] = live
         await self.services.bus.watch(space.id, self._remote_event)
-        logger.info("space %s is live on this node (resume=%s)", space.id, resume is not None)
+        logger.info(
+            "space %s is live on this node (resume=%s, takeover=%s)",
+            space.id,
+            resume is not None,
+            takeover,
+        )
 
     async def _end(self, space_id: str) -> None:
         live = self._live.pop(space_id, None)
@@ -137,8 +238,11 @@ class MediaHub:
     # -- queries for the routes ----------------------------------------------------------
 
     def has_media(self, space_id: str) -> bool:
-        """True if this node runs the space or holds its recording."""
-        return space_id in self._live or self.directory(space_id).exists()
+        """True if this node runs the space or holds its recording (and the space did not
+        move to another node since)."""
+        if space_id in self._live:
+            return True
+        return space_id not in self._elsewhere and self.directory(space_id).exists()
 
     def live_space(self, space_id: str) -> LiveSpace | None:
         return self._live.get(space_id)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ..cluster.takeover import Takeover
 from ..mixing import Mixer
 from ..packaging import PackagingConfig, ProgrammePackager, ProgrammeStore, RecoveredRecording
 from ..stage import RtcSettings, StageRoom
@@ -36,6 +37,7 @@ class LiveSpace:
         muted: frozenset[str] = frozenset(),
         resume: RecoveredRecording | None = None,
         jitter_ms: int = 40,
+        takeover: Takeover | None = None,
     ) -> None:
         self.space_id = space_id
         self.directory = directory
@@ -44,12 +46,20 @@ class LiveSpace:
         self._muted = set(muted)
         first_msn = resume.next_msn if resume else 0
         first_decode = resume.next_decode_time if resume else 0
+        if takeover is not None:  # failover: continue the previous origin's numbering
+            first_msn, first_decode = takeover.next_msn, takeover.next_decode_time
         self.packager = ProgrammePackager(
             packaging, first_msn=first_msn, first_decode_time=first_decode
         )
         directory.mkdir(parents=True, exist_ok=True)
         self.programme = ProgrammeStore(
-            directory, self.packager.init_segment, packaging, resume=resume
+            directory,
+            self.packager.init_segment,
+            packaging,
+            resume=resume,
+            first_msn=first_msn,
+            discontinuity_sequence=takeover.discontinuity_sequence if takeover else None,
+            write_behind=True,
         )
         self.stage = StageRoom(
             space_id, rtc, on_audio=self._on_audio, on_join=self._on_join, on_leave=self._on_leave

@@ -15,6 +15,9 @@ DEFAULT_PART_TARGET = 0.512
 _PART_URI = re.compile(rb'URI="[^"]*?part([0-9]+)\.([0-9]+)\.m4s"')
 _HINT = b"#EXT-X-PRELOAD-HINT:"
 _PART_INF = re.compile(rb"#EXT-X-PART-INF:PART-TARGET=([0-9.]+)")
+_SEGMENT = re.compile(
+    rb"^#EXTINF:([0-9.]+),?[^\n]*\n(?:#[^\n]*\n)*[^#\n]*?seg([0-9]+)\.m4s", re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,23 @@ def scan(body: bytes) -> LiveView:
         last_part=parts[-1] if parts else None,
         hint=hint,
     )
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """What a standard (non-low-latency) HLS player reads from a live playlist."""
+
+    duration: float
+    """EXTINF of the newest complete segment (the reload interval), in seconds."""
+    first: int | None
+    """Media sequence number of the oldest complete segment listed."""
+    last: int | None
+    """Media sequence number of the newest complete segment listed."""
+
+
+def segments(body: bytes) -> SegmentView:
+    """Complete segments (``seg{n}.m4s`` after an EXTINF) of a playlist; parts are ignored."""
+    found = [(float(m.group(1)), int(m.group(2))) for m in _SEGMENT.finditer(body)]
+    if not found:
+        return SegmentView(DEFAULT_PART_TARGET * DEFAULT_PARTS_PER_SEGMENT, None, None)
+    return SegmentView(found[-1][0], found[0][1], found[-1][1])

@@ -136,6 +136,7 @@ def build(raw: dict[str, Any]) -> dict[str, Any]:
         "errors_total": sum(errors.values()),
         "errors": dict(errors),
         "stalls": sum(f["stalls_total"] for f in finals),
+        "listeners_stalled": sum(f.get("listeners_stalled", 0) for f in finals),
         "warmup_stalls": sum(f["warmup_stalls_total"] for f in finals),
         "stalls_at_end": sum(f["stalls_at_end"] for f in finals),
         "stalled_seconds": sum(t["stalled_seconds"] for t in ticks),

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from .metrics import OriginSample, parse_requests
-from .worker import Plan, plan_to_json
+from .worker import MODES, Plan, plan_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class LoadSettings:
     timeout: float = 10.0
     warmup: float = 2.0
     use_uvloop: bool = True
+    mode: str = "ll-hls"
 
 
 def check_settings(s: LoadSettings) -> None:
@@ -62,6 +63,8 @@ def check_settings(s: LoadSettings) -> None:
         raise ValueError("--ramp must be at least 0 and shorter than --duration")
     if s.workers is not None and not 1 <= s.workers <= MAX_WORKERS:
         raise ValueError(f"--workers must be 1..{MAX_WORKERS}")
+    if s.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
 
 
 def source_addresses(cidr: str | None, count: int) -> tuple[str, ...]:
@@ -109,6 +112,7 @@ def plans(s: LoadSettings, t0: float) -> list[Plan]:
             timeout=s.timeout,
             warmup=s.warmup,
             use_uvloop=s.use_uvloop,
+            mode=s.mode,
         )
         for w in range(workers)
     ]

@@ -20,13 +20,20 @@ from urllib.parse import urlsplit
 
 from . import stats
 from .client import Connection, HttpError, Origin, Response, connect, fetch
-from .hls import hint_position, scan
+from .hls import hint_position, scan, segments
 from .player import Playout, absolute_part, part_position, start_position
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("join", "playlist", "blocking", "init", "part")
-"""Request kinds: join POST, plain playlist, blocking playlist reload, init section, part."""
+KINDS = ("join", "playlist", "blocking", "init", "part", "segment")
+"""Request kinds: join POST, plain playlist, blocking playlist reload, init section, part,
+whole segment (standard-HLS mode)."""
+MODES = ("ll-hls", "hls")
+"""Listener cadences: hls.js low-latency (parts, blocking reloads) or standard HLS (whole
+segments, a plain playlist reload once per segment, like non-LL players)."""
+HOLD_BACK_SEGMENTS = 3
+"""Standard HLS: a player starts this many segments behind the newest (HOLD-BACK = 3 x
+target duration)."""
 RECENT_MEDIA = 30.0
 """A listener counts as distinct-and-present if it received media in the last 30 s."""
 
@@ -69,6 +76,8 @@ class Plan:
     """Seconds between snapshots."""
     use_uvloop: bool = True
     """Run on uvloop if it is installed."""
+    mode: str = "ll-hls"
+    """``ll-hls`` (parts, blocking reloads) or ``hls`` (whole segments), see :data:`MODES`."""
 
 
 @dataclass
@@ -84,6 +93,8 @@ class Counters:
     stalled_seconds: float = 0.0
     resyncs: int = 0
     joins: int = 0
+    queued: int = 0
+    """Waiting-room answers (202) received while joining."""
 
     def observe(self, kind: str, seconds: float, size: int) -> None:
         self.requests[kind] += 1
@@ -147,7 +158,10 @@ class Worker:
                 return
             self.active += 1
             try:
-                await self._play(number, source, base, conns)
+                if self.plan.mode == "hls":
+                    await self._play_segments(number, source, base, conns)
+                else:
+                    await self._play(number, source, base, conns)
             finally:
                 self.active -= 1
         finally:
@@ -162,6 +176,7 @@ class Worker:
         conns: list[Connection],
         method: str,
         target: str,
+        body: bytes = b"",
     ) -> Response | None:
         """One request on this listener's connection to ``origin`` (reconnecting if needed).
         Returns the response (any status) or None after a transport error (counted)."""
@@ -173,7 +188,8 @@ class Worker:
                     conns.remove(c)
                 conn = await connect(origin, source, self.plan.timeout)
                 conns.append(conn)
-            response = await fetch(conn, method, target, self.plan.timeout)
+            ctype = "application/json" if body else ""
+            response = await fetch(conn, method, target, self.plan.timeout, body, ctype)
         except HttpError as exc:
             self.counters.errors[f"{kind}:{exc.kind}"] += 1
             return None
@@ -184,8 +200,20 @@ class Worker:
 
     async def _join(self, source: str | None, conns: list[Connection]) -> tuple[Origin, str] | None:
         target = f"/api/spaces/{self.plan.space}/join"
+        body = b""
         while time.time() < self.end:
-            r = await self._request("join", self._api, source, conns, "POST", target)
+            r = await self._request("join", self._api, source, conns, "POST", target, body)
+            if r is not None and r.status == 202:  # the waiting room: keep our place, poll
+                try:
+                    wait = json.loads(r.body)
+                    body = json.dumps({"queue_ticket": wait["queue_ticket"]}).encode()
+                    pause = float(wait.get("poll_after") or 1.0)
+                except (ValueError, KeyError, TypeError):
+                    self.counters.errors["join:bad_body"] += 1
+                    pause = 1.0
+                self.counters.queued += 1
+                await asyncio.sleep(pause * (0.9 + 0.2 * random.random()))
+                continue
             if r is not None and r.status == 200:
                 try:
                     url = str(json.loads(r.body)["playlist_url"])
@@ -277,6 +305,60 @@ class Worker:
                 self.counters.stalled_seconds += stall.duration
             next_pos += 1
 
+    async def _play_segments(
+        self, number: int, source: str | None, base: tuple[Origin, str], conns: list[Connection]
+    ) -> None:
+        """Standard HLS: a plain playlist reload once per segment duration (half of it when
+        nothing new was listed), init once, then every new complete segment in order, starting
+        :data:`HOLD_BACK_SEGMENTS` behind the newest."""
+        origin, prefix = base
+        live = prefix + "live.m3u8"
+        player: Playout | None = None
+        init_loaded = False
+        next_msn: int | None = None
+        while time.time() < self.end:
+            started = time.time()
+            r = await self._request("playlist", origin, source, conns, "GET", live)
+            if r is None or r.status != 200:
+                await self._backoff()
+                continue
+            view = segments(r.body)
+            if view.first is None or view.last is None:
+                await self._backoff()
+                continue
+            if player is None:
+                player = Playout(view.duration, self.plan.warmup)
+                self.players[number] = player
+            if not init_loaded:
+                r = await self._request("init", origin, source, conns, "GET", prefix + "init.mp4")
+                if r is None or r.status != 200:
+                    await self._backoff()
+                    continue
+                init_loaded = True
+            if next_msn is None or next_msn < view.first:
+                if next_msn is not None:  # fell behind the window: start again
+                    self.counters.resyncs += 1
+                    player.restart()
+                next_msn = max(view.first, view.last - HOLD_BACK_SEGMENTS + 1)
+            fetched = False
+            while next_msn <= view.last and time.time() < self.end:
+                target = f"{prefix}seg{next_msn}.m4s"
+                r = await self._request("segment", origin, source, conns, "GET", target)
+                if r is None or r.status != 200:
+                    await self._backoff()
+                    break
+                stall = player.received(next_msn, time.time())
+                if stall is not None:
+                    if stall.during_warmup:
+                        self.counters.warmup_stalls += 1
+                    else:
+                        self.counters.stalls += 1
+                    self.counters.stalled_seconds += stall.duration
+                next_msn += 1
+                fetched = True
+            wait = view.duration if fetched else view.duration / 2
+            await asyncio.sleep(max(0.0, started + wait - time.time()))
+
     async def _backoff(self) -> None:
         await asyncio.sleep(0.25 + 0.5 * random.random())
 
@@ -316,6 +398,7 @@ class Worker:
             "stalled_seconds": c.stalled_seconds,
             "resyncs": c.resyncs,
             "joins": c.joins,
+            "queued": c.queued,
             "cpu_seconds": cpu - self._cpu0,
             "loop_lag": lag,
         }
@@ -346,6 +429,7 @@ class Worker:
                 "parts_received": sum(p.parts for p in self.players.values()),
                 "parts_skipped": sum(p.skipped for p in self.players.values()),
                 "stalls_total": sum(p.stalls for p in self.players.values()),
+                "listeners_stalled": sum(1 for p in self.players.values() if p.stalls),
                 "warmup_stalls_total": sum(p.warmup_stalls for p in self.players.values()),
             }
         )

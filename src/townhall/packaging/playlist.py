@@ -163,7 +163,12 @@ class LivePlaylist:
         part_hold_back: float | None = None,
         first_msn: int = 0,
         init_uri: str = INIT_URI,
+        discontinuity_sequence: int | None = None,
     ) -> None:
+        """``discontinuity_sequence``: set when this playlist continues another origin's
+        (failover): the first segment (``first_msn``) gets EXT-X-DISCONTINUITY and the
+        playlist carries EXT-X-DISCONTINUITY-SEQUENCE, starting at this value (the
+        discontinuity sequence number of the previous origin's last segment)."""
         if part_hold_back is None:
             part_hold_back = 3.0 * part_target
         if part_hold_back < 2.0 * part_target:
@@ -179,6 +184,8 @@ class LivePlaylist:
         self._open_parts: list[Part] = []
         self._open_pdt: datetime | None = None
         self._max_duration = 0.0
+        self._discontinuity_msn = first_msn if discontinuity_sequence is not None else None
+        self._discontinuity_sequence = discontinuity_sequence
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -208,7 +215,11 @@ class LivePlaylist:
             pdt=self._open_pdt,
             uri=uri if uri is not None else segment_uri(msn),
             parts=tuple(self._open_parts),
+            discontinuity=msn == self._discontinuity_msn,
         )
+        if len(self._segments) == self.window_segments and self._segments[0].discontinuity:
+            assert self._discontinuity_sequence is not None
+            self._discontinuity_sequence += 1  # RFC 8216bis 6.2.2: its tag leaves the playlist
         self._segments.append(seg)
         self._max_duration = max(self._max_duration, seg.duration)
         self._open_msn += 1
@@ -326,6 +337,8 @@ class LivePlaylist:
             f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
             f'#EXT-X-MAP:URI="{self.init_uri}"',
         ]
+        if self._discontinuity_sequence is not None:
+            lines.insert(-1, f"#EXT-X-DISCONTINUITY-SEQUENCE:{self._discontinuity_sequence}")
         # Parts are listed for segments within three target durations of the live edge.
         horizon = 3.0 * td
         age = sum(p.duration for p in self._open_parts)
@@ -336,6 +349,8 @@ class LivePlaylist:
         for seg, with_parts in zip(self._segments, reversed(listed), strict=True):
             lines.extend(_segment_lines(seg, with_parts=with_parts))
         if self._open_parts and self._open_pdt is not None:
+            if self._open_msn == self._discontinuity_msn:
+                lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_pdt(self._open_pdt)}")
             lines.extend(_part_line(p) for p in self._open_parts)
         if ended:

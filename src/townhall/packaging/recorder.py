@@ -36,11 +36,15 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` via ``path.tmp`` + rename, so readers never see a partial file.
     With ``fsync``, the file and its directory are flushed to stable storage first."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        if fsync:
-            os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+    except OSError:
+        tmp.unlink(missing_ok=True)  # e.g. ENOSPC: give the space back
+        raise
     os.replace(tmp, path)
     if fsync:
         _fsync_dir(path.parent)

@@ -39,7 +39,12 @@ class ProgrammeStore:
 
     Create it when the host starts (the playlist exists before anyone speaks), feed it the
     packager's events with :meth:`publish`, and call :meth:`finish` when the space ends.
-    Pass ``resume`` (from :meth:`recover`) to continue a recording after a restart.
+    Pass ``resume`` (from :meth:`recover`) to continue a recording after a restart;
+    ``first_msn``/``discontinuity_sequence`` (failover: see ``docs/failover.md``) override
+    where the live playlist continues. With ``write_behind`` :meth:`publish` returns before
+    the disk write (a slow disk never holds the caller's clock; :meth:`finish` waits for it).
+    A failed write (disk full, I/O error) is logged, kept in :attr:`recording_error` and
+    leaves that segment out of the recording; the live programme goes on.
     """
 
     def __init__(
@@ -49,6 +54,9 @@ class ProgrammeStore:
         config: PackagingConfig | None = None,
         *,
         resume: RecoveredRecording | None = None,
+        first_msn: int | None = None,
+        discontinuity_sequence: int | None = None,
+        write_behind: bool = False,
     ) -> None:
         self.config = config or PackagingConfig()
         self.directory = Path(directory)
@@ -56,7 +64,8 @@ class ProgrammeStore:
         self._recorder = Recorder(self.directory, fsync=self.config.fsync)
         self._recorder.write_init(init_segment)
         self._recorded: list[RecordedSegment] = list(resume.segments) if resume else []
-        first_msn = resume.next_msn if resume else 0
+        if first_msn is None:
+            first_msn = resume.next_msn if resume else 0
         if resume is None and any(self.directory.glob("seg*.m4s")):
             raise FileExistsError(f"{self.directory} already holds a recording; pass resume=")
         self.playlist = LivePlaylist(
@@ -66,6 +75,7 @@ class ProgrammeStore:
             window_segments=self.config.window_segments,
             part_hold_back=self.config.part_hold_back,
             first_msn=first_msn,
+            discontinuity_sequence=discontinuity_sequence,
         )
         self._timescale = read_timescale(self.directory)
         self._parts: OrderedDict[tuple[int, int], bytes] = OrderedDict()
@@ -74,6 +84,11 @@ class ProgrammeStore:
         self._disk_lock = asyncio.Lock()
         self._ended = False
         self._text_cache: str | None = None
+        self._write_behind = write_behind
+        self._disk_queue: asyncio.Queue[tuple[RecordedSegment, bytes]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.recording_error: str | None = None
+        """Why the last segment could not be recorded (None while recording works)."""
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -91,10 +106,44 @@ class ProgrammeStore:
         self._text_cache = None
         async with self._changed:
             self._changed.notify_all()
+        if self._write_behind:
+            for item in to_record:
+                self._disk_queue.put_nowait(item)
+            if to_record and self._writer is None:
+                self._writer = asyncio.create_task(self._write_queued(), name="recorder")
+            return
         for seg, data in to_record:
-            async with self._disk_lock:
+            await self._record(seg, data)
+
+    async def _write_queued(self) -> None:
+        while True:
+            seg, data = await self._disk_queue.get()
+            try:
+                await self._record(seg, data)
+            finally:
+                self._disk_queue.task_done()
+
+    async def _record(self, seg: RecordedSegment, data: bytes) -> None:
+        async with self._disk_lock:
+            try:
                 await asyncio.to_thread(self._recorder.write_segment, seg, data)
-                self._recorded.append(seg)
+            except OSError as exc:
+                if self.recording_error is None:
+                    logger.error(
+                        "recording of %s failed at segment %d (%s); live audio goes on, "
+                        "the recording misses segments until writes succeed again",
+                        self.directory,
+                        seg.msn,
+                        exc,
+                    )
+                self.recording_error = f"segment {seg.msn}: {exc}"
+                return
+            if self.recording_error is not None:
+                logger.warning(
+                    "recording of %s works again from segment %d", self.directory, seg.msn
+                )
+                self.recording_error = None
+            self._recorded.append(seg)
 
     def _apply_part(self, event: PartReady) -> None:
         part = Part(
@@ -130,10 +179,18 @@ class ProgrammeStore:
         self._text_cache = None
         async with self._changed:
             self._changed.notify_all()
+        if self._writer is not None:
+            await self._disk_queue.join()
+            self._writer.cancel()
+            self._writer = None
         async with self._disk_lock:
-            await asyncio.to_thread(
-                self._recorder.write_vod, list(self._recorded), self.config.segment_duration
-            )
+            try:
+                await asyncio.to_thread(
+                    self._recorder.write_vod, list(self._recorded), self.config.segment_duration
+                )
+            except OSError as exc:
+                logger.error("could not write the replay playlist of %s: %s", self.directory, exc)
+                self.recording_error = f"replay playlist: {exc}"
         logger.info("programme in %s finished: %d segments", self.directory, len(self._recorded))
 
     # -- reading -------------------------------------------------------------------------------

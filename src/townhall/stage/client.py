@@ -11,16 +11,27 @@ The track is sent as Opus mono at ``bitrate`` (40 kb/s by default, see
 
 The HTTP client ignores proxy environment variables (``trust_env=False``): signalling
 goes exactly where the URL says.
+
+With ``reconnect=True`` the client keeps itself on the stage: when the connection fails, or
+no RTP arrived from the server for ``silence_timeout`` seconds (the stage sends its return
+continuously, so silence means the media node is gone: a dead origin is noticed long before
+ICE consent would fail), it re-POSTs a fresh offer to the same WHIP URL with exponential
+backoff (any node forwards it to the space's current origin). A 4xx answer (removed, blocked,
+ended) stops it for good; so does ``reconnect_for`` seconds without success. After a
+reconnection the return is drained, not recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import httpx
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 
 from .candidates import announced_gathering, strip_mdns_candidates
@@ -47,6 +58,9 @@ class WhipClient:
         transport: httpx.AsyncBaseTransport | None = None,
         http_timeout: float = 10.0,
         bitrate: int | None = SPEAKER_BITRATE,
+        reconnect: bool = False,
+        silence_timeout: float = 2.0,
+        reconnect_for: float = 60.0,
     ) -> None:
         self.whip_url = whip_url
         self.settings = settings
@@ -64,7 +78,18 @@ class WhipClient:
         self._pc: RTCPeerConnection | None = None
         self._return_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
-        self._ended = asyncio.Event()
+        self._failed = asyncio.Event()  # this connection failed or closed
+        self._ended = asyncio.Event()  # for good (after giving up, with ``reconnect``)
+        self.reconnect = reconnect
+        """Reconnect by itself after a failure (see the module docstring)."""
+        self.silence_timeout = silence_timeout
+        self.reconnect_for = reconnect_for
+        self.reconnects = 0
+        """Successful reconnections so far."""
+        self._track: MediaStreamTrack | None = None
+        self._relay = MediaRelay()  # a closed connection stops its track: send copies
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closing = False
 
     @property
     def connection_state(self) -> str:
@@ -85,11 +110,19 @@ class WhipClient:
             raise ValueError("the stage takes one audio track")
         if self.on_return is not None and self.recorder is not None:
             raise RuntimeError("use either on_return or record_return, not both")
+        self._track = track
+        await self._offer(track)
+        if self.reconnect:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _offer(self, track: MediaStreamTrack) -> None:
         pc = RTCPeerConnection(rtc_configuration(self.settings))
         self._pc = pc
         pc.on("track", self._handle_track)
         pc.on("connectionstatechange", self._handle_state)
         try:
+            if self.reconnect:
+                track = self._relay.subscribe(track, buffered=False)
             sent = track if self.bitrate is None else MonoOpusTrack(track, self.bitrate)
             pc.addTransceiver(sent, direction="sendrecv")
             offer = await pc.createOffer()
@@ -115,13 +148,13 @@ class WhipClient:
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Wait for ``connected``; ``ConnectionError`` if it failed/closed first."""
         done = asyncio.ensure_future(self._connected.wait())
-        ended = asyncio.ensure_future(self._ended.wait())
+        ended = asyncio.ensure_future(self._failed.wait())
         try:
             await asyncio.wait({done, ended}, timeout=timeout, return_when="FIRST_COMPLETED")
         finally:
             done.cancel()
             ended.cancel()
-        if not self._connected.is_set() or self._ended.is_set():
+        if not self._connected.is_set() or self._failed.is_set():
             raise ConnectionError(f"not connected (state {self.connection_state})")
 
     async def wait_ended(self, timeout: float = 10.0) -> None:
@@ -130,6 +163,12 @@ class WhipClient:
 
     async def close(self) -> None:
         """DELETE the session (best effort) and close the peer connection."""
+        self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         try:
             if self.location is not None:
                 location, self.location = self.location, None
@@ -140,6 +179,83 @@ class WhipClient:
         finally:
             await self._shutdown_media()
             await self._http.aclose()
+            if self.reconnect and self._track is not None:
+                self._track.stop()  # the copies never stop the source
+
+    # -- reconnection ----------------------------------------------------------------------
+
+    async def _packets_received(self) -> int:
+        if self._pc is None:
+            return 0
+        report = await self._pc.getStats()
+        return sum(
+            int(getattr(s, "packetsReceived", 0))
+            for s in report.values()
+            if getattr(s, "type", "") == "inbound-rtp"
+        )
+
+    async def _watch(self) -> None:
+        """Notice a dead connection (failed, or no RTP for ``silence_timeout``) and reconnect."""
+        packets, quiet_since = -1, time.monotonic()
+        while not self._closing:
+            await asyncio.sleep(0.25)
+            state = self.connection_state
+            if state not in ("failed", "closed"):
+                count = await self._packets_received()
+                now = time.monotonic()
+                if count != packets:
+                    packets, quiet_since = count, now
+                if now - quiet_since < self.silence_timeout:
+                    continue
+            logger.warning(
+                "WHIP connection lost (%s, no media for %.1f s); reconnecting",
+                state,
+                time.monotonic() - quiet_since,
+            )
+            if not await self._reconnect():
+                self._ended.set()
+                return
+            packets, quiet_since = -1, time.monotonic()
+
+    async def _reconnect(self) -> bool:
+        """New peer connection and POST until it connects; False when it should give up."""
+        assert self._track is not None
+        deadline = time.monotonic() + self.reconnect_for
+        delay = 0.25
+        while not self._closing and time.monotonic() < deadline:
+            await self._drop_connection()
+            try:
+                await self._offer(self._track)
+                await self.wait_connected(min(10.0, max(1.0, deadline - time.monotonic())))
+                self.reconnects += 1
+                logger.info("WHIP reconnected (%d)", self.reconnects)
+                return True
+            except WhipError as exc:
+                if 400 <= exc.status < 500 and exc.status not in (408, 429):
+                    logger.warning("WHIP reconnect refused for good: %s", exc)
+                    return False
+                logger.info("WHIP reconnect failed: %s", exc)
+            except (ConnectionError, httpx.HTTPError, TimeoutError) as exc:
+                logger.info("WHIP reconnect failed: %r", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
+        return False
+
+    async def _drop_connection(self) -> None:
+        """Forget the dead session (no DELETE: its node is gone) before a new offer."""
+        self.location = None
+        pc, self._pc = self._pc, None
+        self._connected.clear()
+        self._failed.clear()
+        if pc is not None:
+            with contextlib.suppress(Exception):
+                await pc.close()
+        task, self._return_task = self._return_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.recorder = None  # the first connection's file is complete; drain from now on
 
     async def _shutdown_media(self) -> None:
         if self._pc is not None:
@@ -162,13 +278,16 @@ class WhipClient:
             self._return_task = asyncio.get_running_loop().create_task(self._run_return(track))
 
     def _handle_state(self) -> None:
-        assert self._pc is not None
+        if self._pc is None:
+            return
         state = self._pc.connectionState
         logger.debug("WHIP connection %s", state)
         if state == "connected":
             self._connected.set()
         elif state in ("failed", "closed"):
-            self._ended.set()
+            self._failed.set()
+            if not self.reconnect or self._closing:
+                self._ended.set()
 
     async def _run_return(self, track: MediaStreamTrack) -> None:
         if self.recorder is not None:

@@ -14,6 +14,7 @@ Status codes follow RFC 9725 and HTTP semantics; the HTTP layer maps
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiortc.sdp import SessionDescription
@@ -24,6 +25,8 @@ from .errors import WhipError
 __all__ = ["MAX_OFFER_BYTES", "ValidOffer", "validate_offer"]
 
 MAX_OFFER_BYTES = 64 * 1024
+_FINGERPRINT_ALGORITHMS = frozenset({"sha-1", "sha-224", "sha-256", "sha-384", "sha-512"})
+_HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){15,63}")
 _SENDING = ("sendrecv", "sendonly")
 
 
@@ -84,4 +87,9 @@ def validate_offer(offer_sdp: str | bytes) -> ValidOffer:
         raise WhipError(400, "SDP offer lacks ICE credentials (a=ice-ufrag / a=ice-pwd)")
     if media.dtls is None or not media.dtls.fingerprints:
         raise WhipError(400, "SDP offer lacks a DTLS fingerprint (a=fingerprint)")
+    for fp in media.dtls.fingerprints:
+        if fp.algorithm.lower() not in _FINGERPRINT_ALGORITHMS or not _HEX_PAIRS.fullmatch(
+            fp.value
+        ):
+            raise WhipError(400, "SDP offer has a malformed DTLS fingerprint (a=fingerprint)")
     return ValidOffer(sdp=text, wants_return=direction == "sendrecv")

@@ -3,13 +3,30 @@ import { $, api, countdownText, el, localTime, plural, say, show } from "./commo
 
 const counts = new Map(); // space id -> listeners, from each space's state document
 
+/** "✓ Verified" after a verified host's name. */
+function verifiedBadge(space) {
+  const verified = space.trust ? space.trust.verified_host : space.host.verified;
+  return verified ? el("span", { class: "verified-badge", title: "Identity checked by townhall" },
+    el("span", { "aria-hidden": "true" }, "✓"), " Verified") : "";
+}
+
+/** A warning line for a flagged space (impersonation of a verified host, scam patterns). */
+function trustNote(space) {
+  const flags = (space.trust && space.trust.flags) || [];
+  const lines = [...new Set(flags.filter((f) => f.kind === "impersonation").map((f) => f.target))]
+    .map((name) => `Possible impersonation of verified host ${name}`);
+  if (flags.some((f) => f.kind === "scam")) lines.push("This space matches known scam patterns");
+  return lines.length ? el("div", { class: "trust-note", role: "note" }, `⚠ ${lines.join(". ")}`) : "";
+}
+
 function liveItem(space) {
   const n = counts.get(space.id);
   return el("li", { class: "card" },
     el("span", { class: "badge live" }, "Live"),
     el("div", { class: "grow" },
       el("a", { class: "title", href: `/s/${space.id}` }, space.title),
-      el("div", { class: "muted" }, `Hosted by ${space.host.name}`)),
+      el("div", { class: "muted" }, `Hosted by ${space.host.name}`, verifiedBadge(space)),
+      trustNote(space)),
     el("span", { class: "count", "data-listeners": space.id },
       n === undefined ? "" : plural(n, "listener", "listeners")));
 }
@@ -20,7 +37,8 @@ function upcomingItem(space) {
     el("span", { class: "badge scheduled" }, "Soon"),
     el("div", { class: "grow" },
       el("a", { class: "title", href: `/s/${space.id}` }, space.title),
-      el("div", { class: "muted" }, `${space.host.name} · ${localTime(space.scheduled_start)}`)),
+      el("div", { class: "muted" }, space.host.name, verifiedBadge(space), ` · ${localTime(space.scheduled_start)}`),
+      trustNote(space)),
     el("span", { class: "count", role: "timer", "aria-label": `starts in ${countdownText(left)}`,
       "data-start": space.scheduled_start }, left > 0 ? `in ${countdownText(left)}` : "starting…"));
 }

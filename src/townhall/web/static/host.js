@@ -120,8 +120,25 @@ async function refresh() {
   }
 }
 
+/** Host name with "✓ Verified" for verified hosts, and why the space is flagged, if it is. */
+function renderTrust(s) {
+  const trust = s.trust || { verified_host: Boolean(s.host.verified), flags: [] };
+  const key = JSON.stringify([s.host.name, trust]);
+  if ($("#c-host").dataset.key === key) return;
+  $("#c-host").dataset.key = key;
+  $("#c-host").replaceChildren(`Hosted by ${s.host.name}`, trust.verified_host
+    ? el("span", { class: "verified-badge", title: "Identity checked by townhall" },
+      el("span", { "aria-hidden": "true" }, "✓"), " Verified")
+    : "");
+  $("#c-trust-reasons").replaceChildren(...trust.flags.map((f) => el("li", {},
+    f.kind === "impersonation" ? `Possible impersonation of verified host ${f.target}: ${f.detail}`
+      : `Matches known scam patterns: ${f.detail}`)));
+  show($("#c-trust"), trust.flags.length > 0);
+}
+
 function renderConsole(s) {
   $("#console-h").textContent = s.title;
+  renderTrust(s);
   const badge = $("#c-badge");
   badge.textContent = s.status;
   badge.className = `badge ${s.status}`;
@@ -146,7 +163,10 @@ function renderConsole(s) {
       actions.push(button("Block", () => act("block", p.id), `Block ${p.name}`, false, "danger"));
     }
     return el("tr", { "data-id": p.id },
-      el("td", {}, `${p.name}${p.speaking && !p.muted ? " 🔊" : ""}`, el("div", { class: "muted" }, p.id)),
+      el("td", {}, `${p.name}${p.speaking && !p.muted ? " 🔊" : ""}`,
+        p.role === "host" && s.trust && s.trust.verified_host
+          ? el("span", { class: "verified-badge" }, el("span", { "aria-hidden": "true" }, "✓"), " Verified") : "",
+        el("div", { class: "muted" }, p.id)),
       el("td", {}, `${p.role}${p.muted ? " · muted" : ""}`),
       el("td", {}, el("div", { class: "row" }, actions)));
   }));

@@ -82,21 +82,28 @@ function myIdentity() {
 async function join() {
   if (app.joining || app.ticket) return;
   app.joining = true;
+  let queueTicket = null; // the waiting room's signed place, sent back on every poll
   try {
     for (;;) {
       let result;
       try {
-        result = await api(`/api/spaces/${spaceId}/join`, { method: "POST", body: {} });
+        const body = queueTicket ? { queue_ticket: queueTicket } : {};
+        result = await api(`/api/spaces/${spaceId}/join`, { method: "POST", body });
       } catch (err) {
         if (err instanceof ApiError && (err.status === 503 || err.status === 429)) {
           showWaiting({ position: null, eta_seconds: null });
           await sleep(politeDelay(err.body && err.body.retry_after, 5));
           continue;
         }
+        if (queueTicket && err instanceof ApiError && err.body && /queue_ticket/.test(err.body.code || "")) {
+          queueTicket = null; // expired or unreadable: take a new place rather than give up
+          continue;
+        }
         throw err;
       }
       if (result.status === 202) { // the gate says wait
         const wait = result.data || {};
+        if (wait.queue_ticket) queueTicket = wait.queue_ticket;
         showWaiting(wait);
         await sleep(politeDelay(wait.poll_after || result.headers.get("Retry-After"), 5));
         if (app.state && app.state.status !== "live") return;
@@ -192,11 +199,35 @@ ui.playRecording.addEventListener("click", playRecording);
 
 // ---------------------------------------------------------------- state polling
 
+/** "Hosted by NAME ✓ Verified", and the warning panel when the space is flagged
+ * (impersonation of a verified host, known scam patterns); redrawn only when it changes. */
+function renderHostAndTrust(state) {
+  const trust = state.trust || { verified_host: Boolean(state.host.verified), flags: [] };
+  const hostKey = `${state.host.name}|${trust.verified_host}`;
+  if (ui.host.dataset.key !== hostKey) {
+    ui.host.dataset.key = hostKey;
+    ui.host.replaceChildren(`Hosted by ${state.host.name}`, trust.verified_host
+      ? el("span", { class: "verified-badge", title: "Identity checked by townhall" },
+        el("span", { "aria-hidden": "true" }, "✓"), " Verified")
+      : "");
+  }
+  const lines = [];
+  const imitated = [...new Set(trust.flags.filter((f) => f.kind === "impersonation").map((f) => f.target))];
+  for (const name of imitated) lines.push(`Possible impersonation of verified host ${name}`);
+  if (trust.flags.some((f) => f.kind === "scam")) lines.push("This space matches known scam patterns");
+  const panel = $("#trust-warning");
+  const key = lines.join("|");
+  if (panel.dataset.key === key) return;
+  panel.dataset.key = key;
+  $("#trust-reasons").replaceChildren(...lines.map((line) => el("li", {}, line)));
+  show(panel, lines.length > 0);
+}
+
 function render(state) {
   app.state = state;
   document.title = `${state.title} — townhall`;
   ui.title.textContent = state.title;
-  ui.host.textContent = `Hosted by ${state.host.name}${state.host.verified ? " ✓" : ""}`;
+  renderHostAndTrust(state);
   ui.description.textContent = state.description || "";
   const label = { live: "Live", scheduled: "Scheduled", ended: "Ended" }[state.status] || state.status;
   if (ui.badge.textContent !== label) ui.badge.textContent = label;

@@ -1,5 +1,15 @@
 // WHIP publishing straight from the browser (RFC 9725): one POST of the SDP offer, the
 // sendrecv answer carries the stage's N-1 return, DELETE of the Location leaves.
+//
+// Reconnection: when the connection is failed or disconnected for more than 2 s, or no RTP
+// came from the stage for 2 s (it sends its return continuously; a dead media node is noticed
+// long before ICE gives up), the publisher re-POSTs a fresh offer from a new
+// RTCPeerConnection to the same WHIP URL, with exponential backoff (any node forwards it to
+// the space's current origin). onState gets "reconnecting", then "connected" again; "failed"
+// only when it gives up (a 4xx answer such as removed or blocked, or 60 s without success).
+
+const RECONNECT_AFTER_MS = 2000;
+const RECONNECT_FOR_MS = 60000;
 
 import { ApiError } from "./common.js";
 
@@ -17,6 +27,10 @@ export class Publisher {
     this.pc = null;
     this.stream = null;
     this.location = null;
+    this.leaving = false;
+    this.reconnecting = false;
+    this.reconnects = 0;
+    this.watchdog = null;
   }
 
   /** Ask for the microphone (the permission prompt). */
@@ -36,12 +50,24 @@ export class Publisher {
 
   async publish() {
     if (!this.stream) await this.openMic();
+    await this.offer();
+    this.startWatchdog();
+  }
+
+  async offer() {
     const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
     this.pc = pc;
     const [track] = this.stream.getAudioTracks();
     pc.addTransceiver(track, { direction: "sendrecv", streams: [this.stream] });
     pc.ontrack = (event) => this.onReturn(event.streams[0] || new MediaStream([event.track]));
-    pc.onconnectionstatechange = () => this.onState(pc.connectionState);
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return; // an abandoned connection
+      if (pc.connectionState === "failed" || pc.connectionState === "disconnected") {
+        if (!this.reconnecting) this.onState("reconnecting");
+        return; // the watchdog decides
+      }
+      this.onState(pc.connectionState);
+    };
     await pc.setLocalDescription(await pc.createOffer());
     await iceGatheringComplete(pc, 3000);
     const response = await fetch(this.whipUrl, {
@@ -51,7 +77,7 @@ export class Publisher {
     });
     const text = await response.text();
     if (response.status !== 201) {
-      this.close();
+      if (!this.reconnecting) this.close();
       let detail = `${response.status} ${response.statusText}`;
       try { detail = JSON.parse(text).detail || detail; } catch { /* not JSON */ }
       throw new ApiError(response.status, detail, null);
@@ -61,6 +87,64 @@ export class Publisher {
     await pc.setRemoteDescription({ type: "answer", sdp: text });
   }
 
+  /** Every 500 ms: a connection that is failed/disconnected, or receives no RTP, for more
+   * than 2 s is replaced. */
+  startWatchdog() {
+    let packets = -1;
+    let quietSince = Date.now();
+    this.watchdog = setInterval(async () => {
+      if (this.reconnecting || this.leaving || !this.pc) return;
+      const state = this.pc.connectionState;
+      let count = packets;
+      try {
+        const stats = await this.pc.getStats();
+        count = 0;
+        stats.forEach((s) => { if (s.type === "inbound-rtp") count += s.packetsReceived || 0; });
+      } catch { /* closed under us */ }
+      const healthy = state === "connected" || state === "connecting" || state === "new";
+      if (count !== packets && healthy) { packets = count; quietSince = Date.now(); }
+      if (Date.now() - quietSince < RECONNECT_AFTER_MS) return;
+      const ok = await this.reconnect();
+      packets = -1;
+      quietSince = Date.now();
+      if (!ok) { this.stopWatchdog(); this.onState("failed"); }
+    }, 500);
+  }
+
+  stopWatchdog() {
+    if (this.watchdog) { clearInterval(this.watchdog); this.watchdog = null; }
+  }
+
+  /** New RTCPeerConnection + POST until it connects; false when giving up. */
+  async reconnect() {
+    this.reconnecting = true;
+    this.onState("reconnecting");
+    const deadline = Date.now() + RECONNECT_FOR_MS;
+    let delay = 250;
+    try {
+      while (!this.leaving && Date.now() < deadline) {
+        if (this.pc) { this.pc.close(); this.pc = null; }
+        this.location = null;
+        try {
+          await this.offer();
+          if (await connected(this.pc, 10000)) {
+            this.reconnects += 1;
+            this.onState("connected");
+            return true;
+          }
+        } catch (err) {
+          const status = err instanceof ApiError ? err.status : 0;
+          if (status >= 400 && status < 500 && status !== 408 && status !== 429) return false;
+        }
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 4000);
+      }
+      return false;
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
   /** Mute locally (no audio leaves the browser) in addition to the stage's mute state. */
   setMicEnabled(enabled) {
     if (this.stream) for (const t of this.stream.getAudioTracks()) t.enabled = enabled;
@@ -68,6 +152,8 @@ export class Publisher {
 
   /** Leave: DELETE the session, close the connection and release the microphone. */
   async leave() {
+    this.leaving = true;
+    this.stopWatchdog();
     const location = this.location;
     this.location = null;
     if (location) {
@@ -79,6 +165,8 @@ export class Publisher {
   }
 
   close() {
+    this.leaving = true;
+    this.stopWatchdog();
     if (this.pc) { this.pc.close(); this.pc = null; }
     if (this.stream) { for (const t of this.stream.getTracks()) t.stop(); this.stream = null; }
   }
@@ -94,6 +182,19 @@ export class Publisher {
     const remote = stats.get(pair.remoteCandidateId);
     return { local: local && local.address, remote: remote && remote.address };
   }
+}
+
+function connected(pc, timeoutMs) {
+  if (pc.connectionState === "connected") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok) => { clearTimeout(timer); pc.removeEventListener("connectionstatechange", check); resolve(ok); };
+    const check = () => {
+      if (pc.connectionState === "connected") done(true);
+      else if (pc.connectionState === "failed" || pc.connectionState === "closed") done(false);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    pc.addEventListener("connectionstatechange", check);
+  });
 }
 
 function iceGatheringComplete(pc, timeoutMs) {

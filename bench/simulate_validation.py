@@ -1,0 +1,179 @@
+"""The fluid model (``townhall simulate``) against the load tests measured above.
+
+For every LL-HLS load test this process ran (``origin_independence``, ``icecast_compare``,
+``livekit_room``; else the reports left in ``bench/results/loadtests/``; else two short runs of
+its own: through an edge and straight to the origin), ``townhall simulate`` is run for the same
+configuration (steady-state listeners, 1 edge or none, the ramp as join window, the node's real
+part and segment durations) and :func:`townhall.loadgen.validate.validate` compares its edge
+(first hop) and origin request rates with the measured ones (target: within 10 %).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from townhall.config import Config
+from townhall.loadgen.runner import LoadSettings
+from townhall.loadgen.validate import prediction_for, validate
+
+from . import edge as edge_mod
+from .common import TOWNHALL, BenchResult, Figure, open_stage
+from .edge import (
+    LOADTESTS,
+    loadavg,
+    loadtest,
+    node_process,
+    running_edge,
+    speakers,
+    wait_segments,
+)
+
+logger = logging.getLogger(__name__)
+
+NAME = "simulate_validation"
+TARGET_ERROR_PCT = 10.0
+AAC_FRAME = 1024
+RATE = 48_000
+
+
+def node_timing() -> tuple[float, float]:
+    """(part, segment) seconds the node really packages (``townhall.config.Config``)."""
+    fields = Config.__dataclass_fields__
+    frames = fields["part_frames"].default
+    per_segment = fields["parts_per_segment"].default
+    assert isinstance(frames, int) and isinstance(per_segment, int)
+    part = frames * AAC_FRAME / RATE
+    return part, part * per_segment
+
+
+def simulate(listeners: int, edges: int, window: float, part: float, segment: float) -> Any:
+    """``townhall simulate`` for one configuration; its prediction (JSON)."""
+    with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
+        out = Path(tmp) / "prediction.json"
+        subprocess.run(
+            [*TOWNHALL, "simulate", "--listeners", str(listeners), "--edges", str(edges)]
+            + ["--join-window", str(window), "--part", f"{part:.6f}", "--segment", f"{segment}"]
+            + ["--json", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return json.loads(out.read_text())
+
+
+def _runs(quick: bool) -> tuple[list[tuple[str, Path]], str]:
+    if edge_mod.RUNS:
+        return list(edge_mod.RUNS), "load tests run by this invocation"
+    files = sorted(LOADTESTS.glob("*.json")) if LOADTESTS.exists() else []
+    if files:
+        return [(p.stem, p) for p in files], f"reports found in {LOADTESTS} (earlier runs)"
+    _own_runs(quick)
+    return list(edge_mod.RUNS), "its own short runs (nothing else was measured)"
+
+
+def _own_runs(quick: bool) -> None:
+    via_edge, direct = (200, 50) if quick else (500, 100)
+    with node_process(NAME) as node:
+        stage = open_stage(node, 1)
+        with speakers(stage.whip_url, [stage.seats[0].token], 300.0):
+            wait_segments(stage.playlist_url)
+            with running_edge(node.url, node.data / "keys.json") as edge:
+                for label, n, edge_url in (
+                    (f"{NAME}-edge-{via_edge}", via_edge, edge.url),
+                    (f"{NAME}-direct-{direct}", direct, None),
+                ):
+                    loadtest(
+                        label,
+                        LoadSettings(
+                            space=stage.space_id,
+                            server=node.url,
+                            edge=edge_url,
+                            listeners=n,
+                            ramp=3.0,
+                            duration=20.0 if quick else 30.0,
+                        ),
+                    )
+
+
+def run(quick: bool) -> BenchResult:
+    part, segment = node_timing()
+    result = BenchResult(
+        NAME,
+        "`townhall simulate` (fluid model) vs measured first-hop and origin request rates of "
+        "the LL-HLS load tests, via townhall.loadgen.validate (target: within 10 %)",
+    )
+    runs, source = _runs(quick)
+    checks: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for label, path in runs:
+        doc = json.loads(path.read_text())
+        config = doc["config"]
+        if config.get("mode", "ll-hls") != "ll-hls":
+            skipped.append(f"{label} (mode {config.get('mode')}: the model has no such cadence)")
+            continue
+        steady = doc["summary"]["steady"]
+        listeners = round(steady["listeners"])
+        edges = 1 if config.get("edge") else 0
+        prediction = simulate(listeners, edges, float(config.get("ramp") or 0.0), part, segment)
+        v = validate(doc, prediction)
+        default = validate(doc, prediction_for(doc))
+        checks.append(
+            {
+                "label": label,
+                "report": str(path),
+                "listeners": listeners,
+                "edges": edges,
+                "stalls": doc["summary"]["stalls"],
+                "machine_busy": doc["summary"]["machine_busy"],
+                "validation": v.to_dict(),
+                "prediction_for_default_errors": {c.name: c.error for c in default.checks},
+            }
+        )
+    errors: dict[str, list[float]] = {"edge_rps": [], "origin_rps": []}
+    for c in checks:
+        for check in c["validation"]["checks"]:
+            if check["error"] is not None:
+                errors[check["name"]].append(abs(check["error"]) * 100)
+        row = {ch["name"]: ch for ch in c["validation"]["checks"]}
+        for name in ("edge_rps", "origin_rps"):
+            ch = row[name]
+            err = None if ch["error"] is None else ch["error"] * 100
+            result.figures.append(Figure(f"{c['label']}: {name} error", err, "%"))
+    result.figures += [
+        Figure(
+            "worst |error|, first hop (edge) req/s",
+            max(errors["edge_rps"]) if errors["edge_rps"] else None,
+            "%",
+            TARGET_ERROR_PCT,
+        ),
+        Figure(
+            "worst |error|, origin req/s",
+            max(errors["origin_rps"]) if errors["origin_rps"] else None,
+            "%",
+            TARGET_ERROR_PCT,
+        ),
+    ]
+    result.raw.update(
+        {
+            "runs_from": source,
+            "part_s": part,
+            "segment_s": segment,
+            "checks": checks,
+            "skipped": skipped,
+            "loadavg_end": loadavg(),
+        }
+    )
+    result.notes.append(f"runs compared: {source}; part {part:.5f} s, segment {segment:.3f} s")
+    if skipped:
+        result.notes.append("not modelled: " + "; ".join(skipped))
+    result.notes.append(
+        "a run whose listeners stalled (saturated cores) sends fewer requests than the model's "
+        "steady cadence; its edge error measures the saturation, not the model (see stalls)"
+    )
+    return result

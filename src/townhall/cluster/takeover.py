@@ -1,0 +1,61 @@
+"""Where a standby continues a space's programme when it takes the origin over (pure core).
+
+The new origin must never hand a player a media sequence number, part or decode time that
+the dead origin may already have published with other bytes (parts and segments are cached
+as immutable), and must never go backwards. The standby knows the last position it saw in
+the old origin's playlist (it follows with blocking reloads, so it lags by at most the part in
+flight) and the last complete segment it recorded.
+
+Rules (see ``docs/failover.md``):
+
+- the segment the old origin was building is abandoned: the new origin starts a fresh MSN;
+- if the last part seen closed its segment, the old origin may have published part 0 of the
+  next segment unseen, so that MSN is skipped too;
+- decode time continues as if every skipped segment had been full length (tfdt never
+  overlaps anything the old origin may have published); the first new segment carries
+  EXT-X-DISCONTINUITY because its content and PDT do not follow the previous segment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """Where a taken-over programme continues."""
+
+    next_msn: int
+    """MSN of the first segment the new origin produces."""
+    next_decode_time: int
+    """tfdt (samples) of its first part."""
+    discontinuity_sequence: int
+    """EXT-X-DISCONTINUITY-SEQUENCE of the new playlist: the discontinuity sequence number of
+    the old origin's last segment (the new first segment adds one with its tag)."""
+
+
+def plan_takeover(
+    *,
+    last_seen: tuple[int, int] | None,
+    last_recorded: tuple[int, int] | None,
+    parts_per_segment: int,
+    segment_samples: int,
+    discontinuity_sequence: int,
+) -> Takeover | None:
+    """Plan a takeover. ``last_seen``: newest (msn, part) seen in the old origin's playlist;
+    ``last_recorded``: (msn, end decode time) of the newest complete segment recorded.
+    None when nothing was ever seen (then no safe number exists)."""
+    if last_seen is None and last_recorded is None:
+        return None
+    seen_msn, seen_part = last_seen if last_seen is not None else (-1, 0)
+    if last_recorded is not None and last_recorded[0] >= seen_msn:
+        seen_msn, seen_part = last_recorded[0], parts_per_segment - 1
+    next_msn = seen_msn + 1
+    if seen_part >= parts_per_segment - 1:
+        next_msn += 1  # part 0 of seen_msn + 1 may exist unseen
+    if last_recorded is not None:
+        rec_msn, rec_end = last_recorded
+        decode = rec_end + (next_msn - rec_msn - 1) * segment_samples
+    else:
+        decode = next_msn * segment_samples  # the nominal timeline: tfdt = msn x segment
+    return Takeover(next_msn, decode, discontinuity_sequence)

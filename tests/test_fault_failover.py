@@ -1,0 +1,236 @@
+"""Origin failover with real processes: two ``townhall serve --redis`` nodes on loopback, a
+speaker (aiortc WHIP client with reconnection) and a listener (``townhall.listen.follow``)
+both talking to node 2; node 1 runs the space and is killed with SIGKILL mid-space.
+
+Kept and asserted: node 2 (the standby) holds the origin lease within 5 s and serves new
+parts; the speaker reconnects by itself and is heard on node 2; the listener keeps going with
+its positions strictly increasing (no rewind) after a short gap; no (msn, part) number the dead
+origin published is reused; the recording on node 2 starts at segment 0 and misses at most
+one segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import m3u8
+import pytest
+import redis
+
+from conftest import Node, start_node
+from test_live_path import RATE, auth, tone_ratio, wait_heard
+from townhall.auth.apikeys import hash_api_key, new_api_key
+from townhall.listen import PartReceived, RetryPolicy, follow
+from townhall.stage import RtcSettings, ToneTrack, WhipClient
+from townhall.store import User
+from townhall.store.redis import RedisStore
+
+pytestmark = pytest.mark.slow
+
+RTC = RtcSettings(announced_address="127.0.0.1")
+
+
+@pytest.fixture
+def cluster_url(redis_url: str) -> str:
+    url = redis_url.rsplit("/", 1)[0] + "/2"  # db 2: other suites use 0 and 1
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture
+def nodes(cluster_url: str, tmp_path: Path) -> Iterator[list[Node]]:
+    started: list[Node] = []
+    try:
+        for name in ("n1", "n2"):
+            started.append(start_node(tmp_path / name, "--redis", cluster_url))
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+@pytest.fixture
+def host_key(cluster_url: str) -> str:
+    key = new_api_key()
+
+    async def add() -> None:
+        store = RedisStore(cluster_url)
+        try:
+            await store.add_user(User("ola", hash_api_key(key), "Ola", True, False, time.time()))
+        finally:
+            await store.close()
+
+    asyncio.run(add())
+    return key
+
+
+@pytest.fixture
+async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    async with (
+        httpx.AsyncClient(base_url=nodes[0].url, timeout=15, trust_env=False) as one,
+        httpx.AsyncClient(base_url=nodes[1].url, timeout=15, trust_env=False) as two,
+    ):
+        yield one, two
+
+
+def redis_json(url: str, key: str) -> dict[str, str] | None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        raw = client.get(key)
+    finally:
+        client.close()
+    return None if raw is None else dict(json.loads(str(raw)))
+
+
+async def wait_for(what: str, check: object, timeout: float, step: float = 0.05) -> float:
+    """Poll ``check()`` (sync or async) until truthy; returns the monotonic time it became so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic()
+        await asyncio.sleep(step)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def positions(text: str) -> list[tuple[int, int]]:
+    pl = m3u8.loads(text)
+    out: list[tuple[int, int]] = []
+    msn = pl.media_sequence or 0
+    for seg in pl.segments:
+        out.extend((msn, i) for i, _ in enumerate(seg.parts))
+        msn += 1
+    return out
+
+
+async def watch_origin(url: str, seen: list[tuple[int, int]], stop: asyncio.Event) -> None:
+    """Every part the origin publishes, straight from it, with blocking reloads."""
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as c:
+        params: dict[str, int] = {}
+        while not stop.is_set():
+            try:
+                r = await c.get(url, params=params)
+            except httpx.HTTPError:
+                return  # killed
+            if r.status_code != 200:
+                return
+            seen.extend(p for p in positions(r.text) if not seen or p > seen[-1])
+            hint = r.text.rsplit('URI="part', 1)[-1].split('"')[0].removesuffix(".m4s")
+            msn, part = hint.split(".")
+            params = {"_HLS_msn": int(msn), "_HLS_part": int(part)}
+
+
+async def test_killed_origin_is_taken_over_by_its_standby(
+    nodes: list[Node],
+    host_key: str,
+    cluster_url: str,
+    http: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    n1, n2 = nodes
+    c1, c2 = http
+    r = await c1.post("/api/spaces", json={"title": "Failover"}, headers=auth(host_key))
+    assert r.status_code == 201, r.text
+    sid, host_token = r.json()["id"], r.json()["host_token"]
+    assert (redis_json(cluster_url, f"th:origin:{sid}") or {}).get("url") == n1.url
+    await wait_for(
+        "node 2 becomes the standby",
+        lambda: (redis_json(cluster_url, f"th:standby:{sid}") or {}).get("url") == n2.url,
+        5,
+    )
+
+    speaker = WhipClient(f"{n2.url}/api/spaces/{sid}/whip", host_token, RTC, reconnect=True)
+    await speaker.publish(ToneTrack(440, amplitude=0.3))
+    await speaker.wait_connected(10)
+    assert (
+        await c2.post(f"/api/spaces/{sid}/stage/unmute", headers=auth(host_token))
+    ).status_code in (200, 409)
+    await wait_heard(c1, sid, {"user:ola"})
+
+    published: list[tuple[int, int]] = []
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_origin(f"{n1.url}/hls/{sid}/live.m3u8", published, stop))
+    received: list[PartReceived] = []
+    joined = (await c2.post(f"/api/spaces/{sid}/join")).json()
+    listener = asyncio.create_task(
+        follow(
+            joined["playlist_url"],
+            seconds=None,
+            on_part=received.append,
+            keep_pcm=True,
+            stop=stop,
+            retry=RetryPolicy(attempts=8, backoff=0.25, max_backoff=1.0),
+        )
+    )
+    try:
+        await asyncio.sleep(6.5)  # three segments: the standby has recorded some
+        assert received, "the listener got nothing before the failover"
+
+        n1.process.kill()  # SIGKILL: no lease release, no goodbye
+        killed = time.monotonic()
+        n1.process.wait(5)
+        await asyncio.wait_for(watcher, 5)
+        last_published = published[-1]
+
+        leased = await wait_for(
+            "node 2 holds the origin lease",
+            lambda: (redis_json(cluster_url, f"th:origin:{sid}") or {}).get("url") == n2.url,
+            8,
+        )
+
+        async def serving() -> bool:
+            r = await c2.get(f"/hls/{sid}/live.m3u8")
+            return r.status_code == 200 and bool(positions(r.text))
+
+        served = await wait_for("node 2 serves new parts", serving, 8)
+        takeover = served - killed
+        assert leased - killed <= 5.0 and takeover <= 5.0, (leased - killed, takeover)
+
+        first_new = positions((await c2.get(f"/hls/{sid}/live.m3u8")).text)[0]
+        assert first_new[0] > last_published[0], (first_new, last_published)  # no reuse
+        text = (await c2.get(f"/hls/{sid}/live.m3u8")).text
+        assert "#EXT-X-DISCONTINUITY\n" in text and "#EXT-X-DISCONTINUITY-SEQUENCE:0" in text
+
+        await wait_for("the speaker reconnects", lambda: speaker.reconnects >= 1, 12, 0.1)
+        reconnected = time.monotonic() - killed
+        await wait_heard(c2, sid, {"user:ola"})
+        before = len(received)
+        await asyncio.sleep(4.0)
+        assert len(received) > before + 6, "the listener stopped after the failover"
+    finally:
+        stop.set()
+        report = await asyncio.wait_for(listener, 15)
+        await speaker.close()
+
+    order = [(p.msn, p.part if p.part is not None else -1) for p in received]
+    assert order == sorted(order) and len(set(order)) == len(order), order  # no rewind
+    arrivals = [p.received_at for p in received]
+    gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gap < 8.0, gap
+    assert report.pcm is not None
+    tail = report.pcm[-2 * RATE :].astype(float)
+    assert tone_ratio(tail, 440) > 50, "the reconnected speaker is not heard by the listener"
+
+    assert (await c2.post(f"/api/spaces/{sid}/end", headers=auth(host_token))).status_code == 200
+    replay_path = n2.data / "spaces" / sid / "hls" / "replay.m3u8"
+    await wait_for("the replay on node 2", replay_path.exists, 10)
+    msns = [
+        int(s.uri.removeprefix("seg").removesuffix(".m4s"))
+        for s in m3u8.load(str(replay_path)).segments
+    ]
+    missing = sorted(set(range(msns[0], msns[-1] + 1)) - set(msns))
+    assert msns[0] == 0 and len(missing) <= 1, (msns, missing)
+    print(
+        f"\nfailover: lease on node 2 after {leased - killed:.2f} s, new parts after "
+        f"{takeover:.2f} s, speaker back after {reconnected:.2f} s, listener gap {gap:.2f} s, "
+        f"stalls {report.stalls}, recording misses msn {missing} "
+        f"(old origin's last part {last_published}, new origin's first {first_new})"
+    )
