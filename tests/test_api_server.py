@@ -112,6 +112,12 @@ def test_journey_create_start_join_stage_end(node: Node, client: httpx.Client) -
     assert_problem(c.post(f"/api/spaces/{sid}/stage/request", headers=auth(ticket)), 403, "blocked")
     assert_problem(c.post(f"/api/spaces/{sid}/stage/token", headers=auth(ticket)), 403)
 
+    # the host console's watch panel: the verdict, the admission settings, this space's joins
+    panel = c.get(f"/api/spaces/{sid}/watch", headers=auth(host))
+    assert panel.status_code == 200, panel.text
+    assert panel.json()["headline"] and panel.json()["admission"]["rate_per_second"] > 0
+    assert_problem(c.get(f"/api/spaces/{sid}/watch", headers=auth(ticket)), 403)
+
     # only the host ends
     r = c.post(f"/api/spaces/{sid}/end", headers=auth(host))
     assert r.status_code == 200 and r.json()["status"] == "ended"

@@ -357,26 +357,29 @@ $("#c-unpublish").addEventListener("click", stopMic);
 
 async function watchOps() {
   clearTimeout(app.opsTimer);
+  if (!app.current) return;
   try {
-    const response = await fetch(`/ops/watch?space=${encodeURIComponent(app.current)}`, { headers: { Accept: "application/json" } });
-    if (!response.ok) { show($("#ops"), false); return; }
-    const data = await response.json();
-    const figures = Object.entries(flatten(data)).filter(([, v]) => typeof v === "number" || typeof v === "string").slice(0, 24);
-    $("#ops-figures").replaceChildren(...figures.map(([k, v]) => el("div", {}, el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, String(v)))));
-    show($("#ops"), figures.length > 0);
-    app.opsTimer = setTimeout(watchOps, 5000);
+    const token = await hostToken(app.current);
+    if (!token) { show($("#ops"), false); return; }
+    const { data } = await api(`/api/spaces/${app.current}/watch`, { token });
+    const last = (data.timeline || []).slice(-1)[0] || {};
+    const joins = last.joins || {};
+    const figures = [
+      ["Verdict", data.headline || "normal"],
+      ["Admitting", data.admission && data.admission.rate_per_second != null ? `${data.admission.rate_per_second}/s` : "—"],
+      ["Capacity", data.admission && data.admission.capacity != null ? String(data.admission.capacity) : "no cap"],
+      ["Joins admitted (10 s)", String(joins.admitted ?? 0)],
+      ["Joins queued (10 s)", String(joins.queued ?? 0)],
+      ["Joins refused (10 s)", String(joins.refused ?? 0)],
+    ];
+    $("#ops-figures").replaceChildren(...figures.map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v))));
+    const evidence = (data.evidence || []).slice(0, 3);
+    $("#ops-evidence").replaceChildren(...evidence.map((line) => el("li", {}, line)));
+    show($("#ops"), true);
   } catch {
     show($("#ops"), false);
   }
-}
-
-function flatten(obj, prefix = "", out = {}) {
-  for (const [k, v] of Object.entries(obj || {})) {
-    const key = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === "object" && !Array.isArray(v)) flatten(v, key, out);
-    else out[key] = v;
-  }
-  return out;
+  app.opsTimer = setTimeout(watchOps, 5000);
 }
 
 // ---------------------------------------------------------------- start
