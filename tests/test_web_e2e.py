@@ -93,6 +93,7 @@ class Browsers:
         self.browsers: list[Any] = []
         self.offers: list[str] = []
         self.raw_offers: list[str] = []
+        self.failures: list[tuple[int, str, str]] = []
 
     def launch(self, hz: float) -> Any:
         wav = tone_wav(self.tmp / f"tone-{int(hz)}.wav", hz)
@@ -112,7 +113,15 @@ class Browsers:
             "console", lambda m: m.type in ("error", "warning") and print(f"[console] {m.text}")
         )
         page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
+        page.on("response", self._record_failure)
         return page
+
+    def _record_failure(self, response: Any) -> None:
+        """Log refused requests with their address (the console names neither)."""
+        if response.status >= 400:
+            path = httpx.URL(response.url).path
+            self.failures.append((response.status, response.request.method, path))
+            print(f"[http {response.status}] {response.request.method} {path[:120]}")
 
     def _filter_offer(self, route: Any) -> None:
         request = route.request
@@ -225,8 +234,15 @@ def test_host_speaker_listener_replay(server: Node, browsers: Browsers) -> None:
     request.get_by_role("button", name=re.compile("^Accept")).click()
     guest.get_by_role("heading", name="You are on stage").wait_for()
     guest.get_by_role("button", name="Join with microphone").click()
-    guest.get_by_role("button", name="Unmute").click()
-    guest.get_by_text("You are unmuted").wait_for()
+    # the WHIP session is up (the page keeps Unmute disabled until then), and muted
+    guest.get_by_text("Connected. You are muted: unmute to speak.").wait_for()
+    guest.get_by_role("button", name="Unmute", exact=True).click()
+    # the stage's answer: the label, the pressed state and the status line all agree
+    guest.get_by_role("button", name="Mute", exact=True, pressed=True).wait_for()
+    guest.get_by_text("You are unmuted: everyone hears you.").wait_for()
+    assert guest.evaluate("() => window.townhall.muted") is False
+    refused = [f for f in browsers.failures if f[0] == 401 or (f[0] == 403 and "/api/" in f[2])]
+    assert not refused, refused  # every request so far carried the right credential
     # the speaker hears the stage minus themselves (the N-1 return): the host's tone
     wait_for(
         "the host's tone in the speaker's return",

@@ -10,15 +10,16 @@ export class ApiError extends Error {
   }
 }
 
-/** fetch a JSON API; errors become ApiError carrying the problem's `detail` sentence. */
-export async function api(path, { method = "GET", body, token, signal } = {}) {
+/** fetch a JSON API; errors become ApiError carrying the problem's `detail` sentence.
+ * `cache: "no-cache"` revalidates instead of using a copy the browser kept. */
+export async function api(path, { method = "GET", body, token, signal, cache } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(path, {
-      method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, signal, cache, body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
     if (err.name === "AbortError") throw err;

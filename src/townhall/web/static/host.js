@@ -274,7 +274,8 @@ function renderRequests() {
 }
 
 function nameOf(identity) {
-  const [kind, rest] = identity.split(/:(.*)/s);
+  if (!identity) return "Someone";
+  const [kind, rest] = String(identity).split(/:(.*)/s);
   return kind === "user" ? rest : `Listener ${String(rest || identity).slice(0, 4)}`;
 }
 
@@ -355,6 +356,7 @@ $("#c-unpublish").addEventListener("click", stopMic);
 
 // ---------------------------------------------------------------- ops panel (if the node has one)
 
+/** The space's watch and gate figures for its host (the host token or API key). */
 async function watchOps() {
   clearTimeout(app.opsTimer);
   if (!app.current) return;

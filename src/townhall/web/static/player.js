@@ -15,20 +15,40 @@ export function nativeHls(media) {
   return !mse && Boolean(media.canPlayType("application/vnd.apple.mpegurl"));
 }
 
+/** Playlist requests. Right after a space starts its live playlist has no segment yet
+ * (hls.js reports levelEmptyError): ask again soon and for a while, never with long gaps. */
+const PLAYLIST_POLICY = {
+  default: {
+    maxTimeToFirstByteMs: 10000,
+    maxLoadTimeMs: 20000,
+    timeoutRetry: { maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0 },
+    errorRetry: { maxNumRetry: 12, retryDelayMs: 500, maxRetryDelayMs: 2000 },
+  },
+};
+const MAX_RELOADS = 8; // after a fatal network error, start over this many times (backing off)
+
 export class Player {
   /** @param {HTMLMediaElement} media */
-  constructor(media, { onError } = {}) {
+  constructor(media, { onError, onStatus } = {}) {
     this.media = media;
     this.hls = null;
     this.url = null;
+    this.options = null;
     this.onError = onError || (() => {});
+    this.onStatus = onStatus || (() => {}); // "Reconnecting…", then "" once audio flows again
     this.probe = null;
+    this.wanted = false;  // playing was asked for (so a reload resumes it)
+    this.reloads = 0;
+    this.reloadTimer = null;
   }
 
   /** Attach a playlist. `live` turns on hls.js low-latency mode. */
-  async load(url, { live = true } = {}) {
+  async load(url, { live = true } = {}, { reload = false } = {}) {
+    clearTimeout(this.reloadTimer);
+    if (!reload) this.reloads = 0;
     this.destroyHls();
     this.url = url;
+    this.options = { live };
     if (nativeHls(this.media)) {
       this.media.src = url;
       return;
@@ -49,14 +69,19 @@ export class Player {
       enableWorker: false, // no blob: worker, so the page keeps a strict CSP
       liveSyncDurationCount: live ? 2 : 3,
       backBufferLength: live ? 30 : 90,
-      manifestLoadingMaxRetry: 6,
-      levelLoadingMaxRetry: 6,
+      manifestLoadPolicy: PLAYLIST_POLICY,
+      playlistLoadPolicy: PLAYLIST_POLICY,
     });
     hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (this.hls !== hls) return;
+      if (!data.fatal && data.details === Hls.ErrorDetails.LEVEL_EMPTY_ERROR && live) {
+        console.info("hls.js: the live playlist has no segment yet; asking again");
+        return; // hls.js retries by itself (PLAYLIST_POLICY)
+      }
       console.warn(`hls.js ${data.fatal ? "fatal " : ""}${data.type}: ${data.details}`, data.reason || data.error || "");
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
-        setTimeout(() => this.hls === hls && hls.startLoad(), 1000);
+        this.scheduleReload(data.details);
       } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
         hls.recoverMediaError();
       } else {
@@ -67,14 +92,41 @@ export class Player {
       hls.once(Hls.Events.MEDIA_ATTACHED, resolve);
       setTimeout(resolve, 5000);
     });
+    hls.on(Hls.Events.FRAG_BUFFERED, () => {
+      if (this.hls !== hls || !this.reloads) return;
+      this.reloads = 0;
+      this.onStatus("");
+    });
     hls.attachMedia(this.media);
     hls.loadSource(url);
     this.hls = hls;
     await attached;
   }
 
+  /** A fatal network error stopped hls.js: start over from the playlist, backing off, and
+   * resume playing if it was playing. Tells the user, and gives up with an error at last. */
+  scheduleReload(details) {
+    if (this.reloads >= MAX_RELOADS) {
+      this.onStatus("");
+      this.onError(`The audio stream cannot be loaded (${details}). Reload the page to try again.`);
+      return;
+    }
+    this.reloads += 1;
+    const delay = Math.min(8000, 1000 * 2 ** (this.reloads - 1));
+    const { url, options } = this;
+    const resume = this.wanted;
+    this.onStatus("Reconnecting to the audio…");
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(async () => {
+      if (this.url !== url) return; // stopped or replaced meanwhile
+      await this.load(url, options, { reload: true });
+      if (resume) this.play().catch((err) => this.onError(err.message));
+    }, delay);
+  }
+
   /** Start playing; resolves false when the browser wants a user gesture first. */
   async play() {
+    this.wanted = true;
     this.ensureProbe();
     try {
       if (this.probe && this.probe.context.state === "suspended") await this.probe.context.resume();
@@ -96,13 +148,15 @@ export class Player {
     }
   }
 
-  pause() { this.media.pause(); }
+  pause() { this.wanted = false; this.media.pause(); }
 
   destroyHls() {
     if (this.hls) { this.hls.destroy(); this.hls = null; }
   }
 
   stop() {
+    clearTimeout(this.reloadTimer);
+    this.wanted = false;
     this.destroyHls();
     this.media.pause();
     this.media.removeAttribute("src");

@@ -38,13 +38,27 @@ const app = {
   requested: false,
   publisher: null,
   speakToken: null,
+  rtc: "idle",          // the WHIP connection: idle, connecting, connected, disconnected
+  muted: true,          // my microphone as the stage has it (people join the stage muted)
+  muteBusy: false,      // a mute/unmute request is on its way
+  muteEpoch: 0,         // bumped by each mute/unmute: older state documents cannot undo it
+  muteSynced: true,     // false until a state document fetched after the last answer arrives
+  mutedByHost: false,
+  micBusy: false,
+  speakerKey: null,     // what the speaker status line last said (see renderSpeaker)
+  stateAt: 0,           // generated_at of the newest state document applied
+  polling: false,
+  pollError: false,     // the status line shows an error of the state poll itself
   events: null,
   reactions: {},
   pendingReactions: {},
 };
 window.townhall = app; // for tests and the curious
 
-const player = new Player(ui.audio, { onError: (m) => say(ui.status, m, "error") });
+const player = new Player(ui.audio, {
+  onError: (m) => say(ui.status, m, "error"),
+  onStatus: (m) => say(ui.playState, m || (ui.audio.paused ? "Paused" : "Playing live")),
+});
 
 // ---------------------------------------------------------------- credentials
 
@@ -223,7 +237,10 @@ function renderHostAndTrust(state) {
   show(panel, lines.length > 0);
 }
 
-function render(state) {
+/** Apply a state document. `meta` says how it was fetched (see poll): only a document
+ * fetched after the last mute/unmute answer, past the browser's cache, may change my mute
+ * state; re-renders of a kept document (no meta) never do. */
+function render(state, meta = {}) {
   app.state = state;
   document.title = `${state.title} — townhall`;
   ui.title.textContent = state.title;
@@ -250,18 +267,18 @@ function render(state) {
   const me = state.speakers.find((s) => s.id === myIdentity());
   const onStage = Boolean(me) && state.status === "live";
   show(ui.speaker, onStage || (speakMode && state.status === "live"));
-  const fresh = Date.now() - (app.mutedAt || 0) > 2500; // a state document may be 1 s old
   if (onStage) {
     app.requested = false;
-  }
-  if (onStage && fresh) {
-    ui.mute.textContent = me.muted ? "Unmute" : "Mute";
-    ui.mute.setAttribute("aria-pressed", String(!me.muted));
-    if (app.publisher) app.publisher.setMicEnabled(!me.muted);
-    app.muted = me.muted;
-  } else if (!onStage && app.publisher && !speakMode) {
+    const trusted = !app.muteBusy && meta.epoch === app.muteEpoch && (app.muteSynced || meta.fresh);
+    if (trusted) {
+      if (me.muted !== app.muted) app.mutedByHost = me.muted && app.mutedByHost;
+      app.muted = me.muted;
+      app.muteSynced = true;
+    }
+  } else if (app.publisher && !speakMode) {
     stopPublishing("You are no longer on stage.");
   }
+  renderSpeaker();
   show(ui.request, !onStage);
   ui.request.textContent = app.requested ? "Cancel request" : "Request to speak";
   ui.request.setAttribute("aria-pressed", String(app.requested));
@@ -274,12 +291,21 @@ function tickCountdown() {
   ui.countdown.textContent = left > 0 ? countdownText(left) : "Starting…";
 }
 
-async function poll() {
+/** Fetch and apply the state document. `fresh` skips the browser's cached copy (the
+ * document is cacheable for a second or two): after an event or an action of our own.
+ * Polls may overlap on a slow connection; a document older than one already applied is
+ * dropped, so a late answer never rolls the page back. */
+async function poll({ fresh = false } = {}) {
+  const epoch = app.muteEpoch;
+  const bypass = fresh || !app.muteSynced;
   try {
-    const { data } = await api(`/api/spaces/${spaceId}/state`);
+    const { data } = await api(`/api/spaces/${spaceId}/state`, bypass ? { cache: "no-cache" } : {});
+    const at = Date.parse(data.generated_at) || 0;
+    if (at < app.stateAt) return true;
+    app.stateAt = at;
     const before = app.state && app.state.status;
-    render(data);
-    if (!app.state || ui.status.classList.contains("error")) say(ui.status, "");
+    render(data, { epoch, fresh: bypass });
+    if (app.pollError) { say(ui.status, ""); app.pollError = false; }
     if (data.status === "live" && app.mode !== "recording") await startLive();
     if (data.status === "ended" && before === "live") onEnded();
   } catch (err) {
@@ -289,8 +315,16 @@ async function poll() {
       return false;
     }
     say(ui.status, err.message, "error");
+    app.pollError = true;
   }
   return true;
+}
+
+/** The regular poll: skipped while the previous one is still on its way. */
+async function pollTick() {
+  if (app.polling) return;
+  app.polling = true;
+  try { await poll(); } finally { app.polling = false; }
 }
 
 function onEnded() {
@@ -312,13 +346,18 @@ function connectEvents() {
     try { data = JSON.parse(e.data); } catch { return; }
     fn(data);
   });
-  on("speak_request_accepted", (d) => { if (d.identity === me()) { say(ui.status, "The host accepted your request: you are on stage.", "ok"); poll(); } });
-  on("speak_request_denied", (d) => { if (d.identity === me()) { app.requested = false; say(ui.status, "The host declined your request this time."); poll(); } });
+  const fresh = { fresh: true };
+  on("speak_request_accepted", (d) => { if (d.identity === me()) { say(ui.status, "The host accepted your request: you are on stage.", "ok"); poll(fresh); } });
+  on("speak_request_denied", (d) => { if (d.identity === me()) { app.requested = false; say(ui.status, "The host declined your request this time."); poll(fresh); } });
   on("speaker_invited", (d) => { if (d.identity === me()) show(ui.invite, true); });
-  on("speaker_removed", (d) => { if (d.identity === me()) { stopPublishing("The host moved you off the stage."); poll(); } });
-  on("identity_blocked", (d) => { if (d.identity === me()) { stopPublishing("You were blocked from this space."); player.stop(); } });
-  on("speaker_muted", (d) => { if (d.identity === me()) { say(ui.speakerStatus, "The host muted you."); poll(); } });
-  on("space_ended", () => poll());
+  on("speaker_removed", (d) => { if (d.identity === me()) { stopPublishing("The host moved you off the stage."); poll(fresh); } });
+  on("identity_blocked", (d) => { if (d.identity === me()) { stopPublishing("You were blocked from this space.", "error"); player.stop(); } });
+  on("speaker_muted", (d) => {
+    if (d.identity !== me()) return;
+    if (d.by && d.by !== me()) app.mutedByHost = true;
+    poll(fresh);
+  });
+  on("space_ended", () => poll(fresh));
   app.events = source;
 }
 
@@ -368,7 +407,7 @@ ui.request.addEventListener("click", async () => {
 });
 
 $("#invite-accept").addEventListener("click", async () => {
-  try { await stageAction("accept-invite"); show(ui.invite, false); await poll(); } catch (err) { say(ui.status, err.message, "error"); }
+  try { await stageAction("accept-invite"); show(ui.invite, false); await poll({ fresh: true }); } catch (err) { say(ui.status, err.message, "error"); }
 });
 $("#invite-decline").addEventListener("click", async () => {
   try { await stageAction("decline-invite"); show(ui.invite, false); } catch (err) { say(ui.status, err.message, "error"); }
@@ -386,13 +425,46 @@ async function speakToken() {
   return data.token;
 }
 
+/** The speaker controls and status line, from the connection and mute state. The status
+ * line changes only when that state does, so an error stays readable until then. */
+function renderSpeaker() {
+  const publishing = Boolean(app.publisher);
+  ui.mic.hidden = publishing;
+  ui.mute.hidden = !publishing;
+  if (!publishing) return;
+  ui.mute.textContent = app.muted ? "Unmute" : "Mute";
+  ui.mute.setAttribute("aria-pressed", String(!app.muted));
+  ui.mute.setAttribute("aria-busy", String(app.muteBusy));
+  // muting works at any time (it is local at once); unmuting waits for the connection
+  ui.mute.disabled = app.muteBusy || (app.muted && app.rtc !== "connected");
+  app.publisher.setMicEnabled(!app.muted && !app.muteBusy);
+  if (app.muteBusy) return;
+  const key = `${app.rtc} ${app.muted} ${app.mutedByHost}`;
+  if (key === app.speakerKey) return;
+  app.speakerKey = key;
+  if (app.rtc === "connecting") say(ui.speakerStatus, "Connecting to the stage…");
+  else if (app.rtc === "disconnected") say(ui.speakerStatus, "The connection to the stage is unstable: reconnecting…", "error");
+  else if (!app.muted) say(ui.speakerStatus, "You are unmuted: everyone hears you.", "ok");
+  else if (app.mutedByHost) say(ui.speakerStatus, "The host muted you. Unmute to speak again.");
+  else say(ui.speakerStatus, "Connected. You are muted: unmute to speak.", "ok");
+}
+
+function onRtcState(state) {
+  if (state === "failed") { stopPublishing("The connection to the stage failed. Try again.", "error"); return; }
+  if (state === "closed") return;
+  app.rtc = state === "connected" ? "connected" : state === "disconnected" ? "disconnected" : "connecting";
+  renderSpeaker();
+}
+
 ui.mic.addEventListener("click", async () => {
-  if (app.publisher) return;
+  if (app.publisher || app.micBusy) return;
+  app.micBusy = true;
   ui.mic.disabled = true;
   say(ui.speakerStatus, "Asking for the microphone…");
+  let publisher = null;
   try {
     const token = await speakToken();
-    const publisher = new Publisher({
+    publisher = new Publisher({
       whipUrl: `/api/spaces/${spaceId}/whip`,
       token,
       onReturn: (stream) => {
@@ -400,53 +472,63 @@ ui.mic.addEventListener("click", async () => {
         ui.returnAudio.play().catch(() => {});
         probeStream(stream);
       },
-      onState: (s) => {
-        if (s === "connected") say(ui.speakerStatus, app.muted ? "Connected. You are muted: unmute to speak." : "Connected: you are live on stage.", "ok");
-        if (s === "failed") stopPublishing("The connection to the stage failed. Try again.");
-      },
+      onState: (s) => { if (app.publisher === publisher) onRtcState(s); },
     });
     await publisher.openMic();
+    publisher.setMicEnabled(false); // nothing leaves the browser until the stage unmutes us
     say(ui.speakerStatus, "Connecting to the stage…");
     await publisher.publish();
     app.publisher = publisher;
     app.speakToken = token;
+    app.rtc = "connecting";
+    app.speakerKey = null;
+    onRtcState(publisher.pc ? publisher.pc.connectionState : "new"); // it may be up already
     player.pause(); // hear the stage over WebRTC (lower delay, without yourself)
     show(ui.listen, false);
-    ui.mic.hidden = true;
-    ui.mute.hidden = false;
-    if (app.state) render(app.state);
+    poll({ fresh: true }); // my mute state as the stage has it now
   } catch (err) {
+    if (publisher && app.publisher !== publisher) publisher.close();
     say(ui.speakerStatus, err.message, "error");
     ui.mic.disabled = false;
+  } finally {
+    app.micBusy = false;
   }
 });
 
 ui.mute.addEventListener("click", async () => {
-  const unmute = ui.mute.textContent === "Unmute";
+  if (!app.publisher || app.muteBusy) return;
+  const unmute = app.muted;
+  app.muteBusy = true;
+  app.muteEpoch += 1;
+  app.muteSynced = false;
+  renderSpeaker(); // a mute takes the microphone off at once; the button waits for the answer
   try {
     const { data } = await stageAction(unmute ? "unmute" : "mute");
     const me = data.space.stage.find((s) => s.id === myIdentity());
-    app.mutedAt = Date.now();
-    if (me) {
-      app.muted = me.muted;
-      ui.mute.textContent = me.muted ? "Unmute" : "Mute";
-      if (app.publisher) app.publisher.setMicEnabled(!me.muted);
-    }
-    say(ui.speakerStatus, unmute ? "You are unmuted: everyone hears you." : "You are muted.", "ok");
+    app.muted = me ? me.muted : !unmute;
+    app.mutedByHost = false;
   } catch (err) {
+    // e.g. 409 when the page was behind the stage: the fresh poll below catches up
     say(ui.speakerStatus, err.message, "error");
+  } finally {
+    app.muteBusy = false;
+    app.muteEpoch += 1;
+    renderSpeaker();
+    poll({ fresh: true });
   }
 });
 
-async function stopPublishing(message) {
+async function stopPublishing(message, kind = "info") {
   const publisher = app.publisher;
   app.publisher = null;
+  app.rtc = "idle";
+  app.muteBusy = false;
+  app.speakerKey = null;
   if (publisher) await publisher.leave();
   ui.returnAudio.srcObject = null;
-  ui.mic.hidden = false;
   ui.mic.disabled = false;
-  ui.mute.hidden = true;
-  if (message) say(ui.status, message);
+  renderSpeaker();
+  if (message) say(ui.status, message, kind);
   if (app.state && app.state.status === "live" && app.ticket) {
     show(ui.listen, true);
     if (app.armed) playNow();
@@ -456,7 +538,7 @@ async function stopPublishing(message) {
 ui.leave.addEventListener("click", async () => {
   await stopPublishing();
   try { await stageAction("leave"); say(ui.status, "You left the stage.", "ok"); } catch (err) { say(ui.status, err.message, "error"); }
-  await poll();
+  await poll({ fresh: true });
 });
 
 // ---------------------------------------------------------------- share, start
@@ -480,7 +562,7 @@ async function main() {
   setupShare();
   loadTicket();
   if (await poll() === false) return;
-  setInterval(poll, POLL_MS);
+  setInterval(pollTick, POLL_MS);
   setInterval(tickCountdown, 1000);
 }
 
