@@ -280,9 +280,10 @@ async def test_blocking_reload_waits_for_the_part_and_the_playlist_is_ll_hls(
         f'#EXT-X-PART:DURATION={target:.5f},URI="{uri}"' in r.text
         or f'URI="{uri}"' in (r.text.split("PRELOAD-HINT")[0])
     )
-    assert 0.45 < t1 - t0 < 1.4, f"waited {t1 - t0:.3f} s for a part two ahead"
-    assert t1 - appeared[0] < 0.1, "the blocked request came back late"
-    assert appeared[0] - t1 < 0.06, "the blocked request came back before the part existed"
+    # the answer lists the part (asserted above), so it was held until the part existed; it
+    # waited at least one more part, at most two parts plus scheduling slack
+    assert 0.8 * target < t1 - t0 < 2 * target + 0.7, f"waited {t1 - t0:.3f} s for 2 ahead"
+    assert t1 - appeared[0] < 0.15, "the blocked request came back late"
 
     # absurd requests: 400 at once
     for params in ({"_HLS_msn": 10**9}, {"_HLS_part": 1}, {"_HLS_msn": "-3"}):

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from ..api.problems import Problem
+from ..api.routes_revocations import is_revoked
 from ..api.services import Services
 from ..auth import Grant, TokenError
 from ..cluster import was_forwarded
@@ -164,6 +165,15 @@ async def _serve_checked(
             )
         if parsed.kind in ("segment", "init"):
             return _recorded(hub, space_id, parsed)
+        if space.state is SpaceState.LIVE and not was_forwarded(request):
+            # live, but no node holds its origin lease right now (a takeover, or Redis just
+            # came back): a moment from now it will be found, so say "retry", not "gone"
+            raise Problem(
+                503,
+                "the space's origin is being located; retry in a moment",
+                code="origin_unknown",
+                headers={"Retry-After": "1"},
+            )
         raise Problem(404, "the space is not live on this node", code="not_live")
     if parsed.kind in ("part", "segment") and not was_forwarded(request):
         _touch(request, svc, space_id, listener)  # forwarded ones were counted by the sender
@@ -200,6 +210,8 @@ def _listener(request: Request, svc: Services, space_id: str, ticket: str | None
     if ticket is None:
         return None
     claims = svc.verify(ticket, space_id=space_id, grant=Grant.LISTEN)
+    if is_revoked(request.app, claims.subject, claims.token_id):
+        raise TokenError("revoked_token", "this ticket was revoked; join again")
     return claims.subject
 
 
