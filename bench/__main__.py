@@ -23,6 +23,7 @@ from . import (
     report,
     simulate_validation,
     stage_cpu,
+    start_on_time,
 )
 from .common import BenchResult, machine_info
 
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     origin_independence.NAME: origin_independence.run,
     icecast_compare.NAME: icecast_compare.run,
     livekit_room.NAME: livekit_room.run,
+    start_on_time.NAME: start_on_time.run,
     simulate_validation.NAME: simulate_validation.run,  # after the runs it checks
 }
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -18,6 +18,7 @@ from ..gate.fastjoin import FastJoin
 from ..gate.service import build_gate
 from ..store import SqliteStore, Store
 from ..store.redis import RedisStore
+from ..watch.ingest import RequestCounter, consume, sample_origin
 from ..watch.metrics import run_watch
 from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -25,6 +26,7 @@ from .problems import BodyLimitMiddleware, install_problem_handlers
 from .routes_clips import router as clips_router
 from .routes_gate import router as gate_router
 from .routes_ops import router as ops_router
+from .routes_revocations import router as revocations_router
 from .routes_spaces import router as spaces_router
 from .routes_trust import router as trust_router
 from .routes_watch import router as watch_router
@@ -105,10 +107,20 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         if hub is not None:
             await hub.startup()
         watch_task = asyncio.create_task(run_watch(services.watch, clock=services.clock))
+        feeds = [asyncio.create_task(sample_origin(services.watch, clock=services.clock))]
+        if config.redis_url:  # what the edges saw (townhall.watch.ingest)
+            from redis.asyncio import Redis
+
+            obs_redis = Redis.from_url(config.redis_url, decode_responses=True)
+            feeds.append(asyncio.create_task(consume(obs_redis, services.watch)))
         try:
             yield
         finally:
             watch_task.cancel()
+            for feed in feeds:
+                feed.cancel()
+            if config.redis_url:
+                await obs_redis.aclose()
             if services.gate is not None:
                 await services.gate.close()
             if hub is not None:
@@ -146,11 +158,13 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     app.include_router(watch_router)
     app.include_router(trust_router)
     app.include_router(gate_router)
+    app.include_router(revocations_router)
     _install_web(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
     if services.gate is not None:  # outermost: anonymous joins never reach the router
         app.add_middleware(FastJoin, gate=services.gate)
+    app.add_middleware(RequestCounter)  # the watch's origin load and connection samples
     return app
 
 

@@ -86,6 +86,12 @@ def run(
         None, "--redis", help="Ship distinct listeners (HyperLogLogs) to this Redis URL."
     ),
     name: str = typer.Option("edge", "--name", help="Edge name (X-Edge header, work dir)."),
+    ops_key: str = typer.Option(
+        None,
+        "--ops-key",
+        envvar="TOWNHALL_OPS_KEY",
+        help="Operator API key: enforce the origin's blocks and revocations (polled).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     """Run varnishd (and the listener log shipper with --redis) until SIGTERM/SIGINT."""
@@ -97,7 +103,9 @@ def run(
         host, port = parse_listen(listen)
     except EdgeSettingsError as exc:
         fail(str(exc), code=2)
-    cfg = EdgeRunConfig(settings=settings, listen_host=host, listen_port=port, redis_url=redis)
+    cfg = EdgeRunConfig(
+        settings=settings, listen_host=host, listen_port=port, redis_url=redis, ops_key=ops_key
+    )
     try:
         code = asyncio.run(_main(cfg))
     except EdgeSettingsError as exc:

@@ -1,5 +1,7 @@
 """Run an edge: varnishd as a child with a private working directory, optionally
-varnishncsa feeding the listener log shipper; stops cleanly on SIGTERM/SIGINT."""
+varnishncsa feeding the listener log shipper and the watch's observation shipper
+(``--redis``), and the mitigation poller (``--ops-key``: blocks and revocations, VCL
+reloaded when they change); stops cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .acl import MitigationPoller, Mitigations, varnishadm
 from .logship import LogShipper, varnishncsa_command
 from .settings import EdgeSettings, EdgeSettingsError
 from .varnish import render_vcl
@@ -42,6 +45,10 @@ class EdgeRunConfig:
     """varnishd ``-s`` storage: parts are small and only wanted near the live edge."""
     varnishd: str = "varnishd"
     varnishncsa: str = "varnishncsa"
+    ops_key: str | None = None
+    """Operator API key: poll the origin's block list and revocations into the VCL."""
+    poll_interval: float = 2.0
+    """Seconds between mitigation polls."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -127,6 +134,8 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
     varnishd: asyncio.subprocess.Process | None = None
     ncsa: asyncio.subprocess.Process | None = None
     shipper_task: asyncio.Task[None] | None = None
+    obs: tuple[asyncio.subprocess.Process, asyncio.Task[None]] | None = None
+    poller: asyncio.Task[None] | None = None
     try:
         varnishd = await asyncio.create_subprocess_exec(
             *varnishd_command(cfg, workdir, vcl), stdin=asyncio.subprocess.DEVNULL
@@ -142,6 +151,9 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
         )
         if cfg.redis_url is not None:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
+            obs = await _start_observer(cfg, workdir)
+        if cfg.ops_key:
+            poller = asyncio.create_task(_poll_mitigations(cfg, workdir))
         print(f"edge {cfg.settings.name} ready on {_url(cfg)}", flush=True)
         exited = asyncio.create_task(varnishd.wait())
         stopped = asyncio.create_task(stop.wait())
@@ -152,6 +164,15 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             return varnishd.returncode or 1
         return 0
     finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(BaseException):
+                await poller
+        if obs is not None:
+            await _stop(obs[0], "varnishncsa (observations)")
+            obs[1].cancel()
+            with contextlib.suppress(BaseException):
+                await obs[1]
         await _stop(ncsa, "varnishncsa")
         if shipper_task is not None:
             with contextlib.suppress(Exception):
@@ -190,6 +211,70 @@ async def _start_shipper(
     task = asyncio.create_task(ship(ncsa.stdout))
     await _wait_attached(cfg, shipper, task)
     return ncsa, task
+
+
+async def _start_observer(
+    cfg: EdgeRunConfig, workdir: Path
+) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
+    """A second varnishncsa printing every ``/hls/`` request for the watch
+    (:class:`townhall.watch.ingest.EdgeObserver`)."""
+    from redis.asyncio import Redis
+
+    from ..watch.ingest import OBS_FORMAT, OBS_QUERY, EdgeObserver
+
+    assert cfg.redis_url is not None
+    redis = Redis.from_url(cfg.redis_url)
+    proc = await asyncio.create_subprocess_exec(
+        "stdbuf",
+        "-oL",
+        cfg.varnishncsa,
+        "-n",
+        str(workdir / "varnish"),
+        "-F",
+        OBS_FORMAT,
+        "-q",
+        OBS_QUERY,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    observer = EdgeObserver(redis, cfg.settings.name, cfg.listen_port)
+
+    async def ship(stream: asyncio.StreamReader) -> None:
+        try:
+            await observer.run(stream)
+        except Exception:
+            logger.exception("the observation shipper stopped")
+        finally:
+            logger.info("observation shipper read %d lines", observer.lines)
+            await redis.aclose()
+
+    return proc, asyncio.create_task(ship(proc.stdout))
+
+
+async def _poll_mitigations(cfg: EdgeRunConfig, workdir: Path) -> None:
+    """Poll the origin's mitigations; load and use a regenerated VCL when they change."""
+    assert cfg.ops_key is not None
+    generation = 0
+    admin = str(workdir / "varnish")
+
+    async def reload(m: Mitigations) -> None:
+        nonlocal generation
+        generation += 1
+        path = workdir / f"edge-{generation}.vcl"
+        write_private(path, render_vcl(cfg.settings, m.blocked, m.revoked))
+        _hand_to_jail_user(path)
+        name = f"th{generation}"
+        await varnishadm(admin, "vcl.load", name, str(path))
+        await varnishadm(admin, "vcl.use", name)
+        if generation > 1:  # the previous one is cold soon; best effort
+            with contextlib.suppress(RuntimeError):
+                await varnishadm(admin, "vcl.discard", f"th{generation - 1}")
+        with contextlib.suppress(OSError):
+            (workdir / f"edge-{generation - 1}.vcl").unlink()
+
+    api = f"http://{cfg.settings.origin_host}:{cfg.settings.origin_port}"
+    await MitigationPoller(api, cfg.ops_key, reload, interval=cfg.poll_interval).run()
 
 
 async def _wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.Task[None]) -> None:

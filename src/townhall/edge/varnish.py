@@ -19,13 +19,18 @@ What the VCL does, in request order:
 * ``/api/spaces/{id}/state`` is cached as the origin says (1 s), query dropped; every other
   path is passed through uncached.
 * For the listener-count log shipper, media fetches (parts and segments) log
-  ``th_space:{space}`` and ``th_tp:{ticket payload}`` with ``std.log``.
+  ``th_space:{space}`` and ``th_tp:{ticket payload}`` with ``std.log``; every refusal logs
+  ``th_out:{code}`` (for the watch's observation shipper, :mod:`townhall.watch.ingest`).
+* Mitigations (:mod:`townhall.edge.acl`): addresses in ``acl townhall_blocked`` get a 403
+  ``blocked`` before anything else; tickets whose ``sub`` or ``jti`` is revoked get a 401
+  ``revoked_token``. ``edge run --ops-key`` regenerates both from the origin's lists.
 """
 
 from __future__ import annotations
 
 import json
 
+from .acl import render_blocked_acl, render_revoked_check
 from .settings import EdgeKey, EdgeSettings
 
 NAME_RE = (
@@ -62,14 +67,24 @@ REFUSALS: dict[str, tuple[int, str, str]] = {
     "no_such_media": (404, "Not Found", "no such media name"),
     "bad_hls_request": (400, "Bad Request", "bad blocking reload request"),
     "method_not_allowed": (405, "Method Not Allowed", "media is read with GET or HEAD"),
+    "blocked": (403, "Forbidden", "your address is blocked"),
+    "revoked_token": (401, "Unauthorized", "token was revoked: join again"),
 }
 """Edge refusals: code → (status, title, detail); bodies match the origin's problem documents."""
 
 
-def render_vcl(settings: EdgeSettings) -> str:
-    """The complete VCL for ``settings`` (embeds the ticket keys: keep the file private)."""
+def render_vcl(
+    settings: EdgeSettings,
+    blocked: tuple[str, ...] = (),
+    revoked: tuple[str, ...] = (),
+) -> str:
+    """The complete VCL for ``settings`` (embeds the ticket keys: keep the file private);
+    ``blocked`` CIDRs are refused with 403, tickets whose ``sub``/``jti`` is in ``revoked``
+    with 401."""
     text = _TEMPLATE
     for marker, value in (
+        ("@@BLOCKED_ACL@@", render_blocked_acl(blocked)),
+        ("@@REVOKED@@", render_revoked_check(revoked)),
         ("@@NAME@@", _vcl_string(settings.name)),
         ("@@HOST@@", _vcl_string(settings.origin_host)),
         ("@@PORT@@", str(settings.origin_port)),
@@ -191,8 +206,13 @@ acl th_local {
     "::1";
 }
 
+@@BLOCKED_ACL@@
+
 sub vcl_recv {
 @@UNSET_REQ@@
+    if (client.ip ~ townhall_blocked) {
+        return (synth(403, "blocked"));
+    }
     if (req.url == "/_edge/probe") {
         # `edge run` checks that its log reader is attached before it reports ready.
         if (client.ip !~ th_local) {
@@ -243,6 +263,11 @@ sub th_media {
         std.log("th_space:" + req.http.X-Th-Space);
         std.log("th_tp:" + regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1"));
     }
+    # For the watch (URLs are truncated in the log): the name, and the payload of other names.
+    std.log("th_nm:" + req.http.X-Th-Name);
+    if (req.http.X-Th-Name !~ "^(seg|part)") {
+        std.log("th_tk:" + regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1"));
+    }
     unset req.http.Cookie;
     unset req.http.Authorization;
     return (hash);
@@ -276,6 +301,7 @@ sub th_check_ticket {
         || req.http.X-Th-Claims !~ {"[{,]"exp":[0-9]{1,12}[,}]"}) {
         return (synth(401, "malformed_token"));
     }
+@@REVOKED@@
     if (std.integer(regsub(req.http.X-Th-Claims, {"^.*[{,]"exp":([0-9]{1,12})[,}].*$"}, "\1"), 0)
         <= std.integer(time=now)) {
         return (synth(401, "expired_token"));
@@ -389,6 +415,7 @@ sub vcl_deliver {
 
 sub vcl_synth {
     set resp.http.X-Edge = "@@NAME@@";
+    std.log("th_out:" + resp.reason);
     if (resp.reason == "probe") {
         set resp.body = "";
         return (deliver);
