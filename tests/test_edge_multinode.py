@@ -25,14 +25,12 @@ import numpy as np
 import pytest
 import redis
 
+from cluster_helpers import add_cluster_user, node_clients
 from conftest import Node, free_port, start_node
 from test_live_path import RATE, auth, publish, tone_ratio, wait_heard
-from townhall.auth.apikeys import hash_api_key, new_api_key
 from townhall.edge.keysync import sync_keys
 from townhall.edge.settings import load_edge_keys
 from townhall.listen import PartReceived, follow
-from townhall.store import User
-from townhall.store.redis import RedisStore
 
 pytestmark = [
     pytest.mark.slow,
@@ -119,27 +117,14 @@ def edge(
 
 @pytest.fixture(scope="module")
 def host_key(cluster_url: str) -> str:
-    """An account added straight to Redis (``townhall user add`` writes SQLite only)."""
-    key = new_api_key()
-
-    async def add() -> None:
-        store = RedisStore(cluster_url)
-        try:
-            await store.add_user(User("ines", hash_api_key(key), "Ines", True, False, time.time()))
-        finally:
-            await store.close()
-
-    asyncio.run(add())
-    return key
+    """An account every node knows (``townhall user add … --redis``)."""
+    return add_cluster_user(cluster_url, "ines")
 
 
 @pytest.fixture
 async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with (
-        httpx.AsyncClient(base_url=nodes[0].url, timeout=15, trust_env=False) as one,
-        httpx.AsyncClient(base_url=nodes[1].url, timeout=15, trust_env=False) as two,
-    ):
-        yield one, two
+    async with node_clients(nodes) as clients:
+        yield clients
 
 
 def on_edge(url: str, edge: str) -> str:

@@ -22,13 +22,11 @@ import m3u8
 import pytest
 import redis
 
+from cluster_helpers import add_cluster_user, node_clients
 from conftest import Node, start_node
 from test_live_path import RATE, auth, tone_ratio, wait_heard
-from townhall.auth.apikeys import hash_api_key, new_api_key
 from townhall.listen import PartReceived, RetryPolicy, follow
 from townhall.stage import RtcSettings, ToneTrack, WhipClient
-from townhall.store import User
-from townhall.store.redis import RedisStore
 
 pytestmark = pytest.mark.slow
 
@@ -58,26 +56,14 @@ def nodes(cluster_url: str, tmp_path: Path) -> Iterator[list[Node]]:
 
 @pytest.fixture
 def host_key(cluster_url: str) -> str:
-    key = new_api_key()
-
-    async def add() -> None:
-        store = RedisStore(cluster_url)
-        try:
-            await store.add_user(User("ola", hash_api_key(key), "Ola", True, False, time.time()))
-        finally:
-            await store.close()
-
-    asyncio.run(add())
-    return key
+    """An account every node knows (``townhall user add … --redis``)."""
+    return add_cluster_user(cluster_url, "ola")
 
 
 @pytest.fixture
 async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with (
-        httpx.AsyncClient(base_url=nodes[0].url, timeout=15, trust_env=False) as one,
-        httpx.AsyncClient(base_url=nodes[1].url, timeout=15, trust_env=False) as two,
-    ):
-        yield one, two
+    async with node_clients(nodes) as clients:
+        yield clients
 
 
 def redis_json(url: str, key: str) -> dict[str, str] | None:

@@ -27,15 +27,13 @@ import httpx
 import pytest
 import redis
 
+from cluster_helpers import add_cluster_user, node_clients
 from conftest import Node, free_port, start_node
 from redis_fixture import _answers
 from test_fault_failover import redis_json, wait_for
 from test_live_path import auth, publish, wait_heard
 from test_multinode import collect
-from townhall.auth.apikeys import hash_api_key, new_api_key
 from townhall.listen import PartReceived, RetryPolicy, follow
-from townhall.store import User
-from townhall.store.redis import RedisStore
 
 pytestmark = pytest.mark.slow
 
@@ -94,21 +92,8 @@ def nodes(server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
 
 @pytest.fixture
 async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    async with (
-        httpx.AsyncClient(base_url=nodes[0].url, timeout=15, trust_env=False) as one,
-        httpx.AsyncClient(base_url=nodes[1].url, timeout=15, trust_env=False) as two,
-    ):
-        yield one, two
-
-
-async def add_host(url: str) -> str:
-    key = new_api_key()
-    store = RedisStore(url)
-    try:
-        await store.add_user(User("rui", hash_api_key(key), "Rui", True, False, time.time()))
-    finally:
-        await store.close()
-    return key
+    async with node_clients(nodes) as clients:
+        yield clients
 
 
 async def test_nodes_ride_out_a_redis_restart(
@@ -116,7 +101,7 @@ async def test_nodes_ride_out_a_redis_restart(
 ) -> None:
     n1, n2 = nodes
     c1, c2 = http
-    key = await add_host(server.url)
+    key = add_cluster_user(server.url, "rui")
     r = await c1.post("/api/spaces", json={"title": "Redis restart"}, headers=auth(key))
     sid, host_token = r.json()["id"], r.json()["host_token"]
     speaker = await publish(n1.url, sid, host_token, 440)
@@ -175,7 +160,7 @@ async def test_nodes_ride_out_a_redis_restart(
         await asyncio.sleep(0.3)
         r = await c2.post(f"/api/spaces/{sid}/stage/mute", headers=auth(host_token))
         assert r.status_code == 200, r.text
-        kind = (await asyncio.to_thread(events.get, True, 5))["kind"]
+        kind = (await asyncio.to_thread(events.get, True, 10))["kind"]
         assert kind == "speaker_muted", kind
 
         # a lease lost while its origin is fine: re-asserted by it, never taken over

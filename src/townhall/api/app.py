@@ -16,8 +16,10 @@ from ..auth import Keyring, TokenIssuer
 from ..config import Config
 from ..gate.fastjoin import FastJoin
 from ..gate.service import build_gate
-from ..store import SqliteStore, Store
+from ..store import Store
+from ..store.opening import open_store
 from ..store.redis import RedisStore
+from ..store.redis_client import redis_client
 from ..watch.ingest import RequestCounter, consume, sample_origin
 from ..watch.metrics import run_watch
 from .bus import EventBus
@@ -34,12 +36,6 @@ from .service import SpaceService
 from .services import Services
 
 logger = logging.getLogger(__name__)
-
-
-def open_store(config: Config) -> Store:
-    if config.redis_url:
-        return RedisStore(config.redis_url)
-    return SqliteStore(config.data / "townhall.db")
 
 
 def build_services(config: Config, store: Store | None = None) -> Services:
@@ -59,7 +55,6 @@ def build_services(config: Config, store: Store | None = None) -> Services:
 
 def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
     """A node of a cluster sharing Redis: shared keys, events, origins and counts."""
-    from redis.asyncio import Redis
 
     from ..cluster import Cluster, Forwarder, RedisEventBus, RedisRegistry, node_identity
     from ..cluster.health import NodeHeartbeat
@@ -69,7 +64,7 @@ def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
     redis = (
         store.redis
         if isinstance(store, RedisStore)
-        else Redis.from_url(redis_url, decode_responses=True)
+        else redis_client(redis_url, decode_responses=True)
     )
     node = node_identity(config)
     bus = RedisEventBus(redis, node.node_id)
@@ -109,9 +104,7 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
         watch_task = asyncio.create_task(run_watch(services.watch, clock=services.clock))
         feeds = [asyncio.create_task(sample_origin(services.watch, clock=services.clock))]
         if config.redis_url:  # what the edges saw (townhall.watch.ingest)
-            from redis.asyncio import Redis
-
-            obs_redis = Redis.from_url(config.redis_url, decode_responses=True)
+            obs_redis = redis_client(config.redis_url, decode_responses=True)
             feeds.append(asyncio.create_task(consume(obs_redis, services.watch)))
         try:
             yield

@@ -11,7 +11,8 @@ import typer
 
 from ..auth import hash_api_key, new_api_key
 from ..config import Config
-from ..store import DuplicateError, SqliteStore, User
+from ..store import DuplicateError, User
+from ..store.opening import open_store
 from .common import JsonOpt, fail, out, print_json
 
 app = typer.Typer(help="Accounts for people who host or speak.", no_args_is_help=True)
@@ -26,12 +27,15 @@ def add(
     verified: bool = typer.Option(False, "--verified", help="Mark as a verified host."),
     operator: bool = typer.Option(False, "--operator", help="Platform staff (sees /ops/*)."),
     data: Path = typer.Option(None, "--data", help="Data folder [env TOWNHALL_DATA; ./data]."),
+    redis: str = typer.Option(
+        None, "--redis", help="Redis URL of a cluster [env TOWNHALL_REDIS_URL]; else SQLite."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Create an account and print its API key (shown once; only a hash is kept)."""
     if not NAME_RE.match(name):
         fail(f"invalid name {name!r}: use 1-32 lowercase letters, digits, '.', '_' or '-'")
-    config = Config.from_env(data=data)
+    config = Config.from_env(data=data, redis_url=redis)
     key = new_api_key()
     user = User(
         name=name,
@@ -43,7 +47,7 @@ def add(
     )
 
     async def run() -> None:
-        store = SqliteStore(config.data / "townhall.db")
+        store = open_store(config)
         try:
             await store.add_user(user)
         finally:
@@ -69,13 +73,14 @@ def add(
 @app.command("list")
 def list_users(
     data: Path = typer.Option(None, "--data", help="Data folder [./data]."),
+    redis: str = typer.Option(None, "--redis", help="Redis URL of a cluster; else SQLite."),
     as_json: bool = JsonOpt,
 ) -> None:
     """List accounts (never their keys)."""
-    config = Config.from_env(data=data)
+    config = Config.from_env(data=data, redis_url=redis)
 
     async def run() -> list[User]:
-        store = SqliteStore(config.data / "townhall.db")
+        store = open_store(config)
         try:
             return await store.list_users()
         finally:

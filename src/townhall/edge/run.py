@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..store.redis_client import redis_client
 from .acl import MitigationPoller, Mitigations, varnishadm
 from .logship import LogShipper, varnishncsa_command
 from .settings import EdgeSettings, EdgeSettingsError
@@ -189,10 +190,9 @@ def _url(cfg: EdgeRunConfig) -> str:
 async def _start_shipper(
     cfg: EdgeRunConfig, workdir: Path
 ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
-    from redis.asyncio import Redis
 
     assert cfg.redis_url is not None
-    redis = Redis.from_url(cfg.redis_url)
+    redis = redis_client(cfg.redis_url)
     ncsa = await asyncio.create_subprocess_exec(
         *varnishncsa_command(str(workdir / "varnish"), cfg.varnishncsa),
         stdin=asyncio.subprocess.DEVNULL,
@@ -218,12 +218,11 @@ async def _start_observer(
 ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
     """A second varnishncsa printing every ``/hls/`` request for the watch
     (:class:`townhall.watch.ingest.EdgeObserver`)."""
-    from redis.asyncio import Redis
 
     from ..watch.ingest import OBS_FORMAT, OBS_QUERY, EdgeObserver
 
     assert cfg.redis_url is not None
-    redis = Redis.from_url(cfg.redis_url)
+    redis = redis_client(cfg.redis_url)
     proc = await asyncio.create_subprocess_exec(
         "stdbuf",
         "-oL",

@@ -27,6 +27,7 @@ from ..auth import Keyring
 from ..config import Config
 from ..spaces import SpaceState, Visibility
 from ..store import StoredSpace
+from ..store.redis_client import redis_client
 from ..watch.observations import (
     ADMITTED,
     BAD_REQUEST,
@@ -388,7 +389,7 @@ def build_gate(services: Any) -> Gate:
     config: Config = services.config
     redis: Redis | None = None
     if config.redis_url:
-        redis = Redis.from_url(config.redis_url, decode_responses=True)
+        redis = redis_client(config.redis_url, decode_responses=True)
     return Gate(
         config=config,
         keyring=Keyring.load(config.data / "keys.json"),

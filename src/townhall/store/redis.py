@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from ..spaces.model import Space, SpaceState
 from .base import DuplicateError, StoredSpace, User, VersionConflict
 from .ordering import space_sort_key
+from .redis_client import redis_client
 
 PREFIX = "th:"
 USERS = PREFIX + "users"
@@ -83,7 +84,7 @@ class RedisStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._redis: Redis = Redis.from_url(url, decode_responses=True)
+        self._redis: Redis = redis_client(url, decode_responses=True)
         self._add_user = self._redis.register_script(_ADD_USER)
         self._create = self._redis.register_script(_CREATE_SPACE)
         self._save = self._redis.register_script(_SAVE_SPACE)
