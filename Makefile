@@ -11,6 +11,8 @@ APT_STAMP := .apt-installed
 # varnish/nginx run as real services, chromium plays our pages.
 APT_TEST_PACKAGES := ffmpeg redis-server varnish varnish-vmod-digest nginx-light chromium sox \
 	fonts-noto-color-emoji
+# benchmarks only: Icecast 2.4, the classic one-to-many server we compare against
+APT_BENCH_PACKAGES := icecast2
 # hls.js from the npm registry (pinned in web/package-lock.json), copied into the static files
 VENDOR_STAMP := src/townhall/web/static/vendor/hls.min.mjs
 DEMO_ARGS ?=
@@ -62,6 +64,8 @@ pytest: $(STAMP) system-deps $(VENDOR_STAMP)
 test: $(STAMP) system-deps lint typecheck pytest
 
 bench: $(STAMP) system-deps $(VENDOR_STAMP)
+	@dpkg -s $(APT_BENCH_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_BENCH_PACKAGES) >/dev/null; }
 	$(BIN)/python -m bench
 
 clean:

@@ -437,6 +437,22 @@ def measured_run(label: str, settings: LoadSettings, pids: dict[str, int]) -> di
     }
 
 
+SATURATED_SHARE = 0.01
+"""A run in which more than 1 % of the listeners stalled was not served at the steady cadence
+(the cores were saturated): its rates and CPU describe the saturation, not the design."""
+
+
+def stalled_share(run: dict[str, Any]) -> float:
+    """Share of the listeners that got media and stalled after the warm-up."""
+    got = max(1, int(run["listeners_with_media"]))
+    stalled = run.get("listeners_stalled")
+    return (int(run["stalls"]) if stalled is None else int(stalled)) / got
+
+
+def saturated(run: dict[str, Any]) -> bool:
+    return stalled_share(run) > SATURATED_SHARE
+
+
 def held_without_stall(run: dict[str, Any]) -> int:
     """Listeners that got media and played to the end without a stall after the warm-up (one
     in progress at the end counts); from stall events (a lower bound) if the generator does

@@ -24,7 +24,9 @@ from .edge import (
     measured_run,
     node_process,
     running_edge,
+    saturated,
     speakers,
+    stalled_share,
     wait_segments,
 )
 
@@ -85,8 +87,10 @@ def run(quick: bool) -> BenchResult:
         Figure(f"varnish worker CPU, {big}", ten["cores"].get("varnish_worker"), "cores"),
         Figure(f"stalls, {big} listeners", float(ten["stalls"]), "events"),
     ]
+    invalid = [r["listeners"] for r in runs if saturated(r)]
     result.raw.update(
         {
+            "valid": not invalid,
             "origin_ratio_10x": rps_ratio,
             "origin_cpu_ratio_10x": cpu_ratio,
             "idle_cores_before_listeners": idle_cores,
@@ -99,6 +103,13 @@ def run(quick: bool) -> BenchResult:
         "townhall_http_requests_total); the node also packages the programme and mixes the "
         "speaker, which is the same work at any audience size"
     )
+    for r in runs:
+        if saturated(r):
+            result.notes.append(
+                f"NOT VALID at {r['listeners']} listeners: {100 * stalled_share(r):.0f} % of them "
+                "stalled (the machine could not serve the steady cadence), so the origin saw a "
+                "different request pattern; the ratio says nothing about the design here"
+            )
     if ten["failed_joins"] or ten["listeners_joined"] < big:
         result.notes.append(
             f"only {ten['listeners_joined']} of {big} joined ({ten['failed_joins']} failed)"

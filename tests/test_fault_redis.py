@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +29,6 @@ from conftest import Node, free_port, start_node
 from redis_fixture import _answers
 from test_fault_failover import redis_json, wait_for
 from test_live_path import auth, publish, wait_heard
-from test_multinode import collect
 from townhall.listen import PartReceived, RetryPolicy, follow
 
 pytestmark = pytest.mark.slow
@@ -149,20 +145,6 @@ async def test_nodes_ride_out_a_redis_restart(
         await wait_for("counts recover", counted, 30, 0.5)
         recovered = time.monotonic() - restarted
 
-        # events through node 2 reach node 1's stream: the pub/sub listener resubscribed
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
-        ready = threading.Event()
-        sse = threading.Thread(
-            target=collect, args=(f"{n1.url}/api/spaces/{sid}/events", host_token, events, ready)
-        )
-        sse.start()
-        assert await asyncio.to_thread(ready.wait, 10)
-        await asyncio.sleep(0.3)
-        r = await c2.post(f"/api/spaces/{sid}/stage/mute", headers=auth(host_token))
-        assert r.status_code == 200, r.text
-        kind = (await asyncio.to_thread(events.get, True, 10))["kind"]
-        assert kind == "speaker_muted", kind
-
         # a lease lost while its origin is fine: re-asserted by it, never taken over
         client = redis.Redis.from_url(server.url)
         try:
@@ -179,7 +161,6 @@ async def test_nodes_ride_out_a_redis_restart(
         assert (
             await c2.post(f"/api/spaces/{sid}/end", headers=auth(host_token))
         ).status_code == 200
-        await asyncio.to_thread(sse.join, 15)
     finally:
         stop.set()
         await speaker.close()

@@ -9,9 +9,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from townhall.config import Config
 from townhall.loadgen.model import Scenario, active_edges, join_waits, part_overhead_bytes, predict
 from townhall.loadgen.validate import prediction_for, validate
 from townhall.packaging import PackagingConfig
+
+NODE = Config()  # what a node runs by default
+PART = NODE.part_frames * 1024 / 48000  # seconds per part
+SEG = PART * NODE.parts_per_segment
+PER_LISTENER = 2 / PART  # a blocking reload and a part per part
+OVERHEAD = part_overhead_bytes(NODE.part_frames)
+PAYLOAD = 64000 / 8 * PART
 
 
 def scenario(**kw: Any) -> Scenario:
@@ -21,27 +29,27 @@ def scenario(**kw: Any) -> Scenario:
 
 
 def test_defaults_come_from_the_packaging_code() -> None:
-    cfg = PackagingConfig()
+    cfg = PackagingConfig(part_frames=NODE.part_frames, parts_per_segment=NODE.parts_per_segment)
     s = scenario()
-    assert s.part == cfg.part_target == 0.512 and s.segment == cfg.segment_duration == 2.048
+    assert s.part == cfg.part_target == PART and s.segment == cfg.segment_duration == 2.048
     assert s.bitrate == cfg.bitrate
     # moof(8) + mfhd(16) + traf(8) + tfhd(16) + tfdt(20) + trun(20 + 24 x 8) + mdat header(8)
-    assert part_overhead_bytes(cfg.part_frames) == 288
+    assert part_overhead_bytes(24) == 288
 
 
 def test_request_rates_direct_and_through_edges() -> None:
     p = predict(scenario(listeners=500, edges=0))
-    assert p.listener_rps == pytest.approx(2 / 0.512)
-    assert p.edge_rps_total == pytest.approx(500 * 3.90625)
+    assert p.listener_rps == pytest.approx(PER_LISTENER)
+    assert p.edge_rps_total == pytest.approx(500 * PER_LISTENER)
     assert p.origin_rps == p.edge_rps_total  # no edge: the origin sees everything
     p = predict(scenario(listeners=10_000_000, edges=500))
-    assert p.edge_rps_per_edge == pytest.approx(20_000 * 3.90625)
+    assert p.edge_rps_per_edge == pytest.approx(20_000 * PER_LISTENER)
     assert p.active_edges == pytest.approx(500)
-    assert p.origin_rps == pytest.approx(500 * 2 / 0.512)  # one fetch per object per edge
+    assert p.origin_rps == pytest.approx(500 * PER_LISTENER)  # one fetch per object per edge
     with_segments = predict(
         Scenario(**{**p.scenario.__dict__, "segment_fraction": 0.5})  # some fetch segments
     )
-    assert with_segments.origin_rps == pytest.approx(500 * (2 / 0.512 + 1 / 2.048))
+    assert with_segments.origin_rps == pytest.approx(500 * (PER_LISTENER + 1 / SEG))
 
 
 def test_few_listeners_leave_edges_idle() -> None:
@@ -52,9 +60,9 @@ def test_few_listeners_leave_edges_idle() -> None:
 
 def test_bandwidth_per_listener() -> None:
     p = predict(scenario(listeners=1, edges=0))
-    assert p.part_bytes == pytest.approx(4096 + 288)
-    per_part = 4096 + 288 + 1100 + 2 * 220
-    assert p.edge_egress_bps == pytest.approx(per_part * 8 / 0.512)
+    assert p.part_bytes == pytest.approx(PAYLOAD + OVERHEAD)
+    per_part = PAYLOAD + OVERHEAD + 1100 + 2 * 220
+    assert p.edge_egress_bps == pytest.approx(per_part * 8 / PART)
 
 
 def test_join_waits_fluid_queue() -> None:
@@ -91,19 +99,20 @@ def _report(
 
 
 def test_validate_reports_relative_error(tmp_path: Path) -> None:
-    good = _report("http://127.0.0.1:9", 500, 1940.0, 3.85)
+    edge_rps, origin_rps = 0.99 * 500 * PER_LISTENER, 0.985 * PER_LISTENER  # as measured here
+    good = _report("http://127.0.0.1:9", 500, edge_rps, origin_rps)
     result = validate(good, prediction_for(good))
     assert result.ok and result.edges == 1
     edge, origin = result.checks
-    assert edge.error == pytest.approx(1940 / 1953.125 - 1)
-    assert origin.error == pytest.approx(3.85 / 3.90625 - 1)
+    assert edge.error == pytest.approx(edge_rps / (500 * PER_LISTENER) - 1)
+    assert origin.error == pytest.approx(origin_rps / PER_LISTENER - 1)
     bad = _report(None, 500, 650.0, 653.0)  # an origin that could not keep up
     path = tmp_path / "run.json"
     path.write_text(json.dumps(bad))
     result = validate(path, prediction_for(path).to_dict())
     assert not result.ok and result.to_dict()["ok"] is False
-    assert result.checks[0].error == pytest.approx(650 / 1953.125 - 1)
-    missing = _report(None, 500, 1950.0, None)
+    assert result.checks[0].error == pytest.approx(650 / (500 * PER_LISTENER) - 1)
+    missing = _report(None, 500, 500 * PER_LISTENER, None)
     assert not validate(missing, prediction_for(missing)).ok
 
 
@@ -119,8 +128,8 @@ def test_simulate_command_prints_and_writes_json(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [*args, "--admit-rate", "50000", "--json", str(out)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["origin_rps"] == pytest.approx(500 * 2 / 0.512)
-    assert data["edge_rps_per_edge"] == pytest.approx(20_000 * 2 / 0.512)
+    assert data["origin_rps"] == pytest.approx(500 * PER_LISTENER)
+    assert data["edge_rps_per_edge"] == pytest.approx(20_000 * PER_LISTENER)
     # 83,333 arrive per second, 50,000 admitted: the last arrival waits 200 - 120 s
     assert data["join_waits"]["max"] == pytest.approx(80.0, rel=0.01)
     bad = CliRunner().invoke(app, ["--listeners", "10", "--part", "0"])

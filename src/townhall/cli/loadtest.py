@@ -67,6 +67,11 @@ def loadtest(
         None, "--origin-metrics", help="Origin Prometheus URL [SERVER/metrics]."
     ),
     uvloop: bool = typer.Option(True, "--uvloop/--no-uvloop", help="Use uvloop if installed."),
+    mode: str = typer.Option(
+        "ll-hls",
+        "--mode",
+        help="ll-hls (blocking reloads + parts, like hls.js) or hls (whole segments).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:
     """Simulate LL-HLS listeners (hls.js cadence) from many 127.x addresses; JSON + PNG report."""
@@ -84,6 +89,7 @@ def loadtest(
         workers=workers,
         origin_metrics=origin_metrics,
         use_uvloop=uvloop,
+        mode=mode,
     )
     try:
         if quiet:

@@ -145,19 +145,25 @@ class RedisEventBus(EventBus):
                 logger.exception("could not publish an event of space %s", space_id)
 
     async def _read(self, pubsub: PubSub) -> None:
+        broken = False
         while True:
+            if broken:  # never read from a pub/sub whose connection is gone: it stays silent
+                await asyncio.sleep(0.5)
+                try:
+                    pubsub = await self._resubscribe()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    continue  # Redis still away
+                broken = False
+                logger.info("event bus resubscribed to %d spaces", len(self._interest))
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.warning("event bus lost Redis; reconnecting")
-                await asyncio.sleep(0.5)
-                try:
-                    pubsub = await self._resubscribe()
-                    logger.info("event bus resubscribed to %d spaces", len(self._interest))
-                except Exception:
-                    pass  # still away: try again on the next turn
+                broken = True
                 continue
             if message is None or message.get("type") != "message":
                 continue

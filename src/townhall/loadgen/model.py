@@ -72,10 +72,17 @@ class Scenario:
         segment: float | None = None,
         admit_rate: float | None = None,
     ) -> Scenario:
-        """A scenario with part, segment, bit rate and overhead from the packaging code."""
+        """A scenario with part, segment, bit rate and overhead as a node runs them by
+        default (``townhall.config.Config``), packaged by the real packaging code."""
+        from townhall.config import Config
         from townhall.packaging import PackagingConfig
 
-        cfg = PackagingConfig()
+        node = Config()
+        cfg = PackagingConfig(
+            part_frames=node.part_frames,
+            parts_per_segment=node.parts_per_segment,
+            bitrate=node.bitrate,
+        )
         return cls(
             listeners=listeners,
             edges=edges,
