@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
+from .lines import consume_lines
 from .seen import LOG_FORMAT, LOG_QUERY, HllWrite, SeenBatch, parse_line
 
 logger = logging.getLogger(__name__)
@@ -70,17 +70,4 @@ class LogShipper:
 
     async def run(self, stream: asyncio.StreamReader) -> None:
         """Consume ``stream`` until EOF, flushing every ``interval`` and once at the end."""
-        flusher = asyncio.create_task(self._flush_forever())
-        try:
-            while line := await stream.readline():
-                self.feed(line.decode("utf-8", "replace"))
-        finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            await self.flush()
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+        await consume_lines(stream, self.feed, self.flush, self._interval)

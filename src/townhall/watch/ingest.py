@@ -30,6 +30,7 @@ import orjson
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..edge.lines import consume_lines
 from ..edge.seen import listener_of
 from .observations import (
     BAD_REQUEST,
@@ -302,19 +303,7 @@ class EdgeObserver:
 
     async def run(self, stream: asyncio.StreamReader) -> None:
         """Consume ``stream`` until EOF, flushing every ``interval``."""
-        flusher = asyncio.create_task(self._flush_forever())
-        try:
-            while line := await stream.readline():
-                self.feed(line.decode("utf-8", "replace"))
-        finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
+        await consume_lines(stream, self.feed, self.flush, self._interval, flush_at_end=False)
 
 
 # -- adapters: the node side ----------------------------------------------------------------
