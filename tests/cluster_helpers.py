@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import httpx
+import redis
 
-from conftest import Node, run_cli
+from conftest import Node, run_cli, start_node
+
+
+def fresh_db(redis_url: str, db: int) -> str:
+    """The URL of database ``db`` on ``redis_url``'s server, emptied first."""
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@contextmanager
+def running_nodes(base: Path, redis_url: str) -> Iterator[list[Node]]:
+    """Two ``townhall serve --redis`` nodes (data in ``base``/n1, ``base``/n2), stopped after."""
+    started: list[Node] = []
+    try:
+        for name in ("n1", "n2"):
+            started.append(start_node(base / name, "--redis", redis_url))
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+def redis_json(url: str, key: str) -> dict[str, str] | None:
+    """The JSON document stored at ``key`` (a lease, a heartbeat), or None."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        raw = client.get(key)
+    finally:
+        client.close()
+    return None if raw is None else dict(json.loads(str(raw)))
 
 
 def add_cluster_user(redis_url: str, name: str, *flags: str) -> str:

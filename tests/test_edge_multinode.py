@@ -23,10 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import numpy as np
 import pytest
-import redis
 
-from cluster_helpers import add_cluster_user, node_clients
-from conftest import Node, free_port, start_node
+from cluster_helpers import add_cluster_user, fresh_db, node_clients, running_nodes
+from conftest import Node, free_port
 from test_live_path import RATE, auth, publish, tone_ratio, wait_heard
 from townhall.edge.keysync import sync_keys
 from townhall.edge.settings import load_edge_keys
@@ -46,24 +45,13 @@ DB = 3
 
 @pytest.fixture(scope="module")
 def cluster_url(redis_url: str) -> str:
-    url = redis_url.rsplit("/", 1)[0] + f"/{DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
+    return fresh_db(redis_url, DB)
 
 
 @pytest.fixture(scope="module")
 def nodes(cluster_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    base = tmp_path_factory.mktemp("edge-cluster")
-    started: list[Node] = []
-    try:
-        for name in ("n1", "n2"):
-            started.append(start_node(base / name, "--redis", cluster_url))
+    with running_nodes(tmp_path_factory.mktemp("edge-cluster"), cluster_url) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 def _read_lines(stream: IO[str], out: queue.Queue[str]) -> None:

@@ -12,7 +12,6 @@ one segment.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,10 +19,9 @@ from pathlib import Path
 import httpx
 import m3u8
 import pytest
-import redis
 
-from cluster_helpers import add_cluster_user, node_clients
-from conftest import Node, start_node
+from cluster_helpers import add_cluster_user, fresh_db, node_clients, redis_json, running_nodes
+from conftest import Node
 from test_live_path import RATE, auth, tone_ratio, wait_heard
 from townhall.listen import PartReceived, RetryPolicy, follow
 from townhall.stage import RtcSettings, ToneTrack, WhipClient
@@ -35,23 +33,13 @@ RTC = RtcSettings(announced_address="127.0.0.1")
 
 @pytest.fixture
 def cluster_url(redis_url: str) -> str:
-    url = redis_url.rsplit("/", 1)[0] + "/2"  # db 2: other suites use 0 and 1
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
+    return fresh_db(redis_url, 2)  # db 2: other suites use 0 and 1
 
 
 @pytest.fixture
 def nodes(cluster_url: str, tmp_path: Path) -> Iterator[list[Node]]:
-    started: list[Node] = []
-    try:
-        for name in ("n1", "n2"):
-            started.append(start_node(tmp_path / name, "--redis", cluster_url))
+    with running_nodes(tmp_path, cluster_url) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 @pytest.fixture
@@ -64,15 +52,6 @@ def host_key(cluster_url: str) -> str:
 async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     async with node_clients(nodes) as clients:
         yield clients
-
-
-def redis_json(url: str, key: str) -> dict[str, str] | None:
-    client = redis.Redis.from_url(url, decode_responses=True)
-    try:
-        raw = client.get(key)
-    finally:
-        client.close()
-    return None if raw is None else dict(json.loads(str(raw)))
 
 
 async def wait_for(what: str, check: object, timeout: float, step: float = 0.05) -> float:

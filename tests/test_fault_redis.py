@@ -24,10 +24,10 @@ import httpx
 import pytest
 import redis
 
-from cluster_helpers import add_cluster_user, node_clients
-from conftest import Node, free_port, start_node
+from cluster_helpers import add_cluster_user, node_clients, redis_json, running_nodes
+from conftest import Node, free_port
 from redis_fixture import _answers
-from test_fault_failover import redis_json, wait_for
+from test_fault_failover import wait_for
 from test_live_path import auth, publish, wait_heard
 from townhall.listen import PartReceived, RetryPolicy, follow
 
@@ -76,14 +76,8 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def nodes(server: RedisServer, tmp_path: Path) -> Iterator[list[Node]]:
-    started: list[Node] = []
-    try:
-        for name in ("n1", "n2"):
-            started.append(start_node(tmp_path / name, "--redis", server.url))
+    with running_nodes(tmp_path, server.url) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ import m3u8
 import pytest
 import redis
 
-from cluster_helpers import add_cluster_user, node_clients
-from conftest import Node, start_node
+from cluster_helpers import add_cluster_user, fresh_db, node_clients, redis_json, running_nodes
+from conftest import Node
 from test_live_path import (
     RATE,
     _decode_recording,
@@ -40,24 +40,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster_url(redis_url: str) -> str:
-    url = redis_url.rsplit("/", 1)[0] + "/1"  # db 1: the contract suite flushes db 0
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
-    return url
+    return fresh_db(redis_url, 1)  # db 1: the contract suite flushes db 0
 
 
 @pytest.fixture(scope="module")
 def nodes(cluster_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
-    base = tmp_path_factory.mktemp("cluster")
-    started: list[Node] = []
-    try:
-        for name in ("n1", "n2"):
-            started.append(start_node(base / name, "--redis", cluster_url))
+    with running_nodes(tmp_path_factory.mktemp("cluster"), cluster_url) as started:
         yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +62,8 @@ async def http(nodes: list[Node]) -> AsyncIterator[tuple[httpx.AsyncClient, http
 
 
 def origin_url(cluster_url: str, sid: str) -> str | None:
-    client = redis.Redis.from_url(cluster_url, decode_responses=True)
-    try:
-        raw = client.get(f"th:origin:{sid}")
-    finally:
-        client.close()
-    return None if raw is None else str(json.loads(str(raw))["url"])
+    lease = redis_json(cluster_url, f"th:origin:{sid}")
+    return None if lease is None else str(lease["url"])
 
 
 async def test_space_made_on_node1_is_heard_through_node2(
