@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import json
 
-from townhall.edge.seen import HllWrite, SeenBatch, listener_of, parse_line
+from townhall.edge.logship import logged_name, media_fetch
+from townhall.edge.seen import HllWrite, MediaFetched, SeenBatch, listener_of
 from townhall.watch.edge_counts import all_key, bucket_key, bucket_keys
+from townhall.watch.ingest import edge_row
 
 
 def payload(claims: object) -> str:
@@ -39,35 +41,59 @@ def test_listener_of_decodes_the_sub_claim() -> None:
     assert listener_of("A" * 5000) is None
 
 
-def test_parse_line_keeps_successful_media_fetches_only() -> None:
-    fetch = parse_line(f"s1 {P_ANN} 200 1700000005", now=1.0)
-    assert fetch is not None
-    assert (fetch.space, fetch.listener, fetch.at) == ("s1", "user:ann", 1700000005.0)
-    assert parse_line(f"s1 {P_ANN} 304 -", now=7.0) is not None
-    assert parse_line(f"s1 {P_ANN} 206 -", now=7.0).at == 7.0  # type: ignore[union-attr]
-    for line in (
-        f"s1 {P_ANN} 503 1700000005",
-        f"s1 {P_ANN} 404 1700000005",
-        "- - 200 1700000005",
-        f"- {P_ANN} 200 1700000005",
-        f"s1 {P_ANN} 200",
+def line(
+    status: str,
+    name: str,
+    payload: str,
+    *,
+    space: str = "s1",
+    when: str = "1700000005",
+    code: str = "",
+    handling: str = "hit",
+) -> str:
+    """An edge log line in the reader's format (``OBS_FORMAT``)."""
+    path = f"/hls/{space}/t/h.{payload}.sig/{name}"
+    return f"127.1.0.9 {status} {handling} {when} {path} |{code}|{name}|{payload}\n"
+
+
+def fetch_of(text: str, now: float = 1.0) -> MediaFetched | None:
+    row = edge_row(text, now)
+    return None if row is None else media_fetch(row, logged_name(text))
+
+
+def test_served_media_fetches_are_counted_and_nothing_else() -> None:
+    fetch = fetch_of(line("200", "part3.1.m4s", P_ANN))
+    assert fetch == MediaFetched("s1", "user:ann", 1700000005.0)
+    assert fetch_of(line("304", "seg3.m4s", P_ANN, handling="miss")) is not None
+    assert fetch_of(line("206", "part3.2.m4s", P_ANN, when="-"), now=7.0) == MediaFetched(
+        "s1", "user:ann", 7.0
+    )
+    for text in (
+        line("503", "part3.1.m4s", P_ANN),
+        line("404", "part3.1.m4s", P_ANN),
+        line("200", "live.m3u8", P_ANN),  # playlists and init are not listening
+        line("200", "init.mp4", P_ANN),
+        line("401", "part3.1.m4s", P_ANN, code="bad_signature"),
+        line("200", "part3.1.m4s", ""),
+        line("200", "part3.1.m4s", "!!!"),
+        "127.0.0.1 204 synth 1700000005 /_edge/probe |probe||\n",
         "",
         "garbage",
-        f"s1 {P_ANN} ok 1700000005",
+        "127.1.0.9 ok hit 1700000005 /hls/s1/t/x/part3.1.m4s |||" + P_ANN,
     ):
-        assert parse_line(line, now=1.0) is None, line
+        assert fetch_of(text) is None, text
 
 
 def test_batch_dedupes_per_bucket_and_drains() -> None:
     batch = SeenBatch()
-    for line in (
-        f"s1 {P_ANN} 200 1000",
-        f"s1 {P_ANN} 200 1001",
-        f"s1 {P_BOB} 200 1009",
-        f"s1 {P_BOB} 200 1010",
-        f"s2 {P_BOB} 200 1010",
+    for text in (
+        line("200", "part1.0.m4s", P_ANN, when="1000"),
+        line("200", "part1.1.m4s", P_ANN, when="1001"),
+        line("200", "part1.2.m4s", P_BOB, when="1009"),
+        line("200", "part1.3.m4s", P_BOB, when="1010"),
+        line("200", "part1.3.m4s", P_BOB, when="1010", space="s2"),
     ):
-        fetch = parse_line(line, now=0)
+        fetch = fetch_of(text, now=0)
         assert fetch is not None
         batch.add(fetch)
     assert len(batch) == 4

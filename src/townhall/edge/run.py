@@ -1,5 +1,5 @@
-"""Run an edge: varnishd as a child with a private working directory, optionally
-varnishncsa feeding the listener log shipper and the watch's observation shipper
+"""Run an edge: varnishd as a child with a private working directory, optionally one
+varnishncsa whose lines feed the listener counts and the watch's observations
 (``--redis``), and the mitigation poller (``--ops-key``: blocks and revocations, VCL
 reloaded when they change); stops cleanly on SIGTERM/SIGINT."""
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..store.redis_client import redis_client
+from ..watch.ingest import EdgeObserver
 from .acl import MitigationPoller, Mitigations, varnishadm
 from .logship import LogShipper, varnishncsa_command
 from .settings import EdgeSettings, EdgeSettingsError
@@ -135,7 +136,6 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
     varnishd: asyncio.subprocess.Process | None = None
     ncsa: asyncio.subprocess.Process | None = None
     shipper_task: asyncio.Task[None] | None = None
-    obs: tuple[asyncio.subprocess.Process, asyncio.Task[None]] | None = None
     poller: asyncio.Task[None] | None = None
     try:
         varnishd = await asyncio.create_subprocess_exec(
@@ -152,7 +152,6 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
         )
         if cfg.redis_url is not None:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
-            obs = await _start_observer(cfg, workdir)
         if cfg.ops_key:
             poller = asyncio.create_task(_poll_mitigations(cfg, workdir))
         print(f"edge {cfg.settings.name} ready on {_url(cfg)}", flush=True)
@@ -169,11 +168,6 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             poller.cancel()
             with contextlib.suppress(BaseException):
                 await poller
-        if obs is not None:
-            await _stop(obs[0], "varnishncsa (observations)")
-            obs[1].cancel()
-            with contextlib.suppress(BaseException):
-                await obs[1]
         await _stop(ncsa, "varnishncsa")
         if shipper_task is not None:
             with contextlib.suppress(Exception):
@@ -190,7 +184,7 @@ def _url(cfg: EdgeRunConfig) -> str:
 async def _start_shipper(
     cfg: EdgeRunConfig, workdir: Path
 ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
-
+    """One varnishncsa and one reader for the listener counts and the watch's observations."""
     assert cfg.redis_url is not None
     redis = redis_client(cfg.redis_url)
     ncsa = await asyncio.create_subprocess_exec(
@@ -199,11 +193,13 @@ async def _start_shipper(
         stdout=asyncio.subprocess.PIPE,
     )
     assert ncsa.stdout is not None
-    shipper = LogShipper(redis)
+    shipper = LogShipper(redis, EdgeObserver(redis, cfg.settings.name, cfg.listen_port))
 
     async def ship(stream: asyncio.StreamReader) -> None:
         try:
             await shipper.run(stream)
+        except Exception:
+            logger.exception("the log shipper stopped")
         finally:
             logger.info("log shipper read %d lines, counted %d", shipper.lines, shipper.counted)
             await redis.aclose()
@@ -211,44 +207,6 @@ async def _start_shipper(
     task = asyncio.create_task(ship(ncsa.stdout))
     await _wait_attached(cfg, shipper, task)
     return ncsa, task
-
-
-async def _start_observer(
-    cfg: EdgeRunConfig, workdir: Path
-) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
-    """A second varnishncsa printing every ``/hls/`` request for the watch
-    (:class:`townhall.watch.ingest.EdgeObserver`)."""
-
-    from ..watch.ingest import OBS_FORMAT, OBS_QUERY, EdgeObserver
-
-    assert cfg.redis_url is not None
-    redis = redis_client(cfg.redis_url)
-    proc = await asyncio.create_subprocess_exec(
-        "stdbuf",
-        "-oL",
-        cfg.varnishncsa,
-        "-n",
-        str(workdir / "varnish"),
-        "-F",
-        OBS_FORMAT,
-        "-q",
-        OBS_QUERY,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    observer = EdgeObserver(redis, cfg.settings.name, cfg.listen_port)
-
-    async def ship(stream: asyncio.StreamReader) -> None:
-        try:
-            await observer.run(stream)
-        except Exception:
-            logger.exception("the observation shipper stopped")
-        finally:
-            logger.info("observation shipper read %d lines", observer.lines)
-            await redis.aclose()
-
-    return proc, asyncio.create_task(ship(proc.stdout))
 
 
 async def _poll_mitigations(cfg: EdgeRunConfig, workdir: Path) -> None:

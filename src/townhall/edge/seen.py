@@ -1,8 +1,8 @@
-"""Pure core of the listener log shipper: edge access-log lines → Redis HyperLogLog writes.
+"""Pure core of the listener counts at an edge: media fetches → Redis HyperLogLog writes.
 
-The edge logs one line per media fetch (parts and segments) in :data:`LOG_FORMAT`:
-``{space} {ticket payload (base64url)} {status} {unix time}``. The ticket was verified by
-the edge before the line was written, so the payload is decoded without checking it again.
+The edge's log line carries the ticket payload (base64url) of every served media request
+(:mod:`townhall.edge.logship`). The ticket was verified by the edge before the line was
+written, so the payload is decoded without checking it again.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 
 from ..watch.edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_key
 
-LOG_FORMAT = "%{VCL_Log:th_space}x %{VCL_Log:th_tp}x %s %{%s}t"
-"""varnishncsa ``-F`` format matching the ``std.log`` calls of the generated VCL."""
-LOG_QUERY = "VCL_Log:th_tp"
-"""varnishncsa ``-q`` query: only requests that logged a ticket payload (media fetches)."""
 MAX_PAYLOAD = 4096
-COUNTED_STATUS = frozenset({200, 206, 304})
 
 
 @dataclass(frozen=True)
@@ -57,25 +52,6 @@ def listener_of(payload_b64: str) -> str | None:
         return None
     sub = claims.get("sub") if isinstance(claims, dict) else None
     return sub if isinstance(sub, str) and sub else None
-
-
-def parse_line(line: str, now: float) -> MediaFetched | None:
-    """One log line → a fetch to count, or None (not media, refused, failed, unreadable).
-
-    ``now`` stands in when the line carries no usable time."""
-    fields = line.split()
-    if len(fields) != 4:
-        return None
-    space, payload, status, when = fields
-    if space == "-" or payload == "-" or not status.isdigit():
-        return None
-    if int(status) not in COUNTED_STATUS:
-        return None
-    listener = listener_of(payload)
-    if listener is None:
-        return None
-    at = float(when) if when.isdigit() else now
-    return MediaFetched(space=space, listener=listener, at=at)
 
 
 @dataclass

@@ -18,9 +18,9 @@ What the VCL does, in request order:
   (no hit-for-miss object lingers: ttl 0).
 * ``/api/spaces/{id}/state`` is cached as the origin says (1 s), query dropped; every other
   path is passed through uncached.
-* For the listener-count log shipper, media fetches (parts and segments) log
-  ``th_space:{space}`` and ``th_tp:{ticket payload}`` with ``std.log``; every refusal logs
-  ``th_out:{code}`` (for the watch's observation shipper, :mod:`townhall.watch.ingest`).
+* For the edge's log reader (:mod:`townhall.edge.logship`: listener counts and the watch),
+  every ticketed media request logs ``th_nm:{name}`` and ``th_tp:{verified ticket payload}``
+  with ``std.log``; every refusal logs ``th_out:{code}``.
 * Mitigations (:mod:`townhall.edge.acl`): addresses in ``acl townhall_blocked`` get a 403
   ``blocked`` before anything else; tickets whose ``sub`` or ``jti`` is revoked get a 401
   ``revoked_token``. ``edge run --ops-key`` regenerates both from the origin's lists.
@@ -48,6 +48,7 @@ INTERNAL_HEADERS = (
     "X-Th-Kid",
     "X-Th-Mac",
     "X-Th-Claims",
+    "X-Th-Payload",
     "X-Th-Msn",
     "X-Th-Part",
     "X-Th-Query",
@@ -218,8 +219,6 @@ sub vcl_recv {
         if (client.ip !~ th_local) {
             return (synth(404, "no_such_media"));
         }
-        std.log("th_space:-");
-        std.log("th_tp:probe");
         return (synth(204, "probe"));
     }
     if (req.url ~ "^/hls/") {
@@ -259,15 +258,10 @@ sub th_media {
     }
     call th_check_ticket;
     call th_normalise;
-    if (req.http.X-Th-Name ~ "^(seg|part)") {
-        std.log("th_space:" + req.http.X-Th-Space);
-        std.log("th_tp:" + regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1"));
-    }
-    # For the watch (URLs are truncated in the log): the name, and the payload of other names.
+    # For the edge's one log reader (URLs are truncated in the log): the media name and the
+    # verified ticket payload (listener counts and the watch).
     std.log("th_nm:" + req.http.X-Th-Name);
-    if (req.http.X-Th-Name !~ "^(seg|part)") {
-        std.log("th_tk:" + regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1"));
-    }
+    std.log("th_tp:" + req.http.X-Th-Payload);
     unset req.http.Cookie;
     unset req.http.Authorization;
     return (hash);
@@ -294,8 +288,8 @@ sub th_check_ticket {
     if (req.http.X-Th-Jh !~ {"[{,]"alg":"HS256"[,}]"}) {
         return (synth(401, "bad_algorithm"));
     }
-    set req.http.X-Th-Claims = digest.base64url_nopad_decode(
-        regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1"));
+    set req.http.X-Th-Payload = regsub(req.http.X-Th-Ticket, "^[^.]+\.([^.]+)\..*$", "\1");
+    set req.http.X-Th-Claims = digest.base64url_nopad_decode(req.http.X-Th-Payload);
     if (req.http.X-Th-Claims !~ {"[{,]"iss":"townhall"[,}]"}
         || req.http.X-Th-Claims !~ {"[{,]"sub":""}
         || req.http.X-Th-Claims !~ {"[{,]"exp":[0-9]{1,12}[,}]"}) {

@@ -517,30 +517,30 @@ class FeatureWindow:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    def add(self, obs: Observation) -> None:
-        """Count one observation."""
-        self.requests += 1
-        self.mix[obs.kind] += 1
+    def add(self, obs: Observation, count: int = 1) -> None:
+        """Count one observation (``count`` times: an edge's sampled row stands for several)."""
+        self.requests += count
+        self.mix[obs.kind] += count
         source = obs.source
         if source not in self.src_requests and len(self.src_requests) >= self.max_keys:
             source = OVERFLOW
             self.capped = True
-        self.src_requests[source] += 1
+        self.src_requests[source] += count
         net = OVERFLOW if source == OVERFLOW else self.network(source)
-        self.net_requests[net] += 1
+        self.net_requests[net] += count
         outcome = obs.outcome
         subject = obs.subject
         invalid = outcome in INVALID_TICKET
         if obs.kind == "join":
-            self._join(obs, source, net, invalid)
+            self._join(obs, source, net, invalid, count)
         if subject is not None:
-            self.tickets[0] += 1
-            self.src_valid[source] += 1
+            self.tickets[0] += count
+            self.src_valid[source] += count
             if obs.kind != "join":
                 if subject in self.ticket_requests:
-                    self.ticket_requests[subject] += 1
+                    self.ticket_requests[subject] += count
                 elif len(self.ticket_requests) < self.max_keys:
-                    self.ticket_requests[subject] = 1
+                    self.ticket_requests[subject] = count
                     self.ticket_source[subject] = source
                     self.ticket_first[subject] = obs.at
                 else:
@@ -552,51 +552,51 @@ class FeatureWindow:
                     if listeners is not None:
                         listeners.add(subject)
         elif invalid:
-            self.src_invalid[source] += 1
+            self.src_invalid[source] += count
             if outcome == FORGED_TICKET:
-                self.tickets[1] += 1
+                self.tickets[1] += count
             elif outcome == EXPIRED_TICKET:
-                self.tickets[2] += 1
+                self.tickets[2] += count
             else:
-                self.tickets[3] += 1
+                self.tickets[3] += count
         elif outcome == NO_TICKET:
-            self.tickets[4] += 1
+            self.tickets[4] += count
         if outcome in MISSING:
-            self.missing += 1
-            self.src_busting[source] += 1
+            self.missing += count
+            self.src_busting[source] += count
         elif outcome == MISS:
-            self.misses += 1
-            self.src_busting[source] += 1
+            self.misses += count
+            self.src_busting[source] += count
         if obs.latency is not None:
-            self.latency_sum += obs.latency
-            self.latency_count += 1
+            self.latency_sum += obs.latency * count
+            self.latency_count += count
 
-    def _join(self, obs: Observation, source: str, net: str, invalid: bool) -> None:
+    def _join(self, obs: Observation, source: str, net: str, invalid: bool, count: int) -> None:
         j = self.joins
-        j[0] += 1
-        self.src_joins[source] += 1
-        self.net_joins[net] += 1
+        j[0] += count
+        self.src_joins[source] += count
+        self.net_joins[net] += count
         outcome = obs.outcome
         slot = 1 if outcome == ADMITTED else 2 if outcome == QUEUED else 3
-        j[slot] += 1
+        j[slot] += count
         if invalid:
-            j[4] += 1
+            j[4] += count
         returning = obs.returning
         if returning is None and obs.subject is not None:
             returning = self.baseline.returning(obs.subject, obs.space)
         if returning is not None:
-            j[5] += 1
-            self.src_returning_known[source] += 1
+            j[5] += count
+            self.src_returning_known[source] += count
             if returning:
-                j[6] += 1
-                self.src_returning[source] += 1
+                j[6] += count
+                self.src_returning[source] += count
         if obs.space is not None:
             row = self.space_joins.get(obs.space)
             if row is None and len(self.space_joins) < self.max_spaces:
                 row = self.space_joins[obs.space] = [0, 0, 0, 0]
             if row is not None:
-                row[0] += 1
-                row[slot] += 1
+                row[0] += count
+                row[slot] += count
 
     def add_connections(self, sample: ConnectionSample) -> None:
         """Count one connection sample (a server's highest open count in the window)."""

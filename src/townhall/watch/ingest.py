@@ -1,7 +1,8 @@
 """Feeding the watch what the edges (and the origin's sockets) see.
 
-Path: each edge runs a second ``varnishncsa`` that prints one line per ``/hls/`` request
-(:data:`OBS_FORMAT`); :class:`EdgeObserver` turns lines into compact rows
+Path: each edge runs one ``varnishncsa`` that prints one line per ``/hls/`` request
+(:data:`OBS_FORMAT`; :mod:`townhall.edge.logship` reads it once for the listener counts and
+for this); :class:`EdgeObserver` turns lines into compact rows
 (:func:`edge_row`), keeps them for one second and, with a connection sample of the edge's
 listening socket (:func:`tcp_connections` over ``/proc/net/tcp``), appends one entry to the
 Redis stream :data:`STREAM` (``XADD … MAXLEN ~``). Above ``max_rows`` a second, a uniform
@@ -30,7 +31,6 @@ import orjson
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..edge.lines import consume_lines
 from ..edge.seen import listener_of
 from .observations import (
     BAD_REQUEST,
@@ -58,15 +58,15 @@ STREAM = "th:obs"
 STREAM_MAXLEN = 600
 """Entries kept (about a minute of ten edges)."""
 OBS_FORMAT = (
-    "%h %s %{Varnish:handling}x %{%s}t %U"
-    " |%{VCL_Log:th_out}x|%{VCL_Log:th_nm}x|%{VCL_Log:th_tp}x%{VCL_Log:th_tk}x"
+    "%h %s %{Varnish:handling}x %{%s}t %U |%{VCL_Log:th_out}x|%{VCL_Log:th_nm}x|%{VCL_Log:th_tp}x"
 )
 """varnishncsa ``-F`` format of the observation log: client, status, hit/miss, time, path
 (truncated by Varnish's log record length, so the VCL also logs what is needed), then
 ``|``-separated: the refusal code, the media name and the ticket payload (an absent tag
 prints nothing)."""
-OBS_QUERY = 'ReqURL ~ "^/hls/"'
-"""varnishncsa ``-q``: the requests the watch cares about at an edge."""
+OBS_QUERY = 'ReqURL ~ "^/(hls/|_edge/probe$)"'
+"""varnishncsa ``-q``: the requests the watch and the listener counts care about at an edge,
+and ``edge run``'s probe (it proves the reader is attached)."""
 MAX_ROWS = 5_000
 """Rows shipped per second before sampling starts."""
 TOP_HOLDERS = 10
@@ -230,17 +230,21 @@ class Batch:
         return orjson.dumps(entry)
 
 
-def decode_entry(data: bytes | str) -> tuple[list[Observation], ConnectionSample | None]:
-    """A stream entry → observations (sampled rows repeated to their weight, with random
-    rounding) and the edge's connection sample."""
+def decode_entry(
+    data: bytes | str,
+) -> tuple[list[tuple[Observation, int]], ConnectionSample | None]:
+    """A stream entry → observations, each with how many requests it stands for (a sampled
+    row's weight, randomly rounded; rows rounded to 0 are left out), and the edge's
+    connection sample."""
     entry = orjson.loads(data)
     weight = float(entry.get("w", 1.0))
+    whole, fraction = int(weight), weight - int(weight)
     edge = str(entry.get("e", "edge"))
-    out: list[Observation] = []
+    out: list[tuple[Observation, int]] = []
     for at, source, outcome, kind, subject, space in entry.get("r", ()):
-        copies = int(weight) + (1 if random.random() < weight - int(weight) else 0)
-        obs = Observation(at, kind, source, outcome, subject, space)
-        out.extend([obs] * copies)
+        copies = whole + (1 if fraction and random.random() < fraction else 0)
+        if copies:
+            out.append((Observation(at, kind, source, outcome, subject, space), copies))
     conn: ConnectionSample | None = None
     c = entry.get("c")
     if c is not None:
@@ -258,7 +262,8 @@ def decode_entry(data: bytes | str) -> tuple[list[Observation], ConnectionSample
 
 
 class EdgeObserver:
-    """Reads an edge's observation log and ships one batch a second to :data:`STREAM`."""
+    """Turns an edge's observation-log lines into rows and ships one batch to :data:`STREAM`
+    per :meth:`flush` (the edge's log reader calls it every second)."""
 
     def __init__(
         self,
@@ -266,13 +271,11 @@ class EdgeObserver:
         edge: str,
         port: int,
         *,
-        interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         max_rows: int = MAX_ROWS,
     ) -> None:
         self._redis = redis
         self._port = port
-        self._interval = interval
         self._clock = clock
         self._batch = Batch(edge, max_rows)
         self._subjects: dict[str, str | None] = {}
@@ -282,12 +285,14 @@ class EdgeObserver:
         self.shipped = 0
         """Batches shipped."""
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str) -> Row | None:
+        """Take one observation-log line; returns its row (None when it is not one)."""
         self.lines += 1
         row = edge_row(line, self._clock(), self._subjects)
         if row is not None:
             self._completed += 1
             self._batch.add(row)
+        return row
 
     async def flush(self) -> None:
         now = self._clock()
@@ -300,10 +305,6 @@ class EdgeObserver:
             self.shipped += 1
         except Exception as exc:  # best effort: the edge keeps serving
             logger.warning("could not ship an observation batch: %s", exc)
-
-    async def run(self, stream: asyncio.StreamReader) -> None:
-        """Consume ``stream`` until EOF, flushing every ``interval``."""
-        await consume_lines(stream, self.feed, self.flush, self._interval, flush_at_end=False)
 
 
 # -- adapters: the node side ----------------------------------------------------------------
@@ -332,8 +333,8 @@ async def consume(redis: Redis, watch: Watch, *, block_ms: int = 1000) -> None:
                 except (ValueError, TypeError, KeyError) as exc:
                     logger.warning("skipping an unreadable observation batch: %s", exc)
                     continue
-                for obs in observations:
-                    watch.observe(obs)
+                for obs, count in observations:
+                    watch.observe(obs, count)
                 if conn is not None:
                     watch.observe_connections(conn)
 

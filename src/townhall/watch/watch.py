@@ -172,9 +172,10 @@ class Watch:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    def observe(self, obs: Observation) -> None:
-        """Count one answered request (late ones count in the open window)."""
-        self._window_for(obs.at).add(obs)
+    def observe(self, obs: Observation, count: int = 1) -> None:
+        """Count one answered request, ``count`` times when it stands for a sample (late ones
+        count in the open window)."""
+        self._window_for(obs.at).add(obs, count)
 
     def observe_connections(self, sample: ConnectionSample) -> None:
         """Count one server's connection sample."""
