@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import (
+    edge_request_cost,
     icecast_compare,
     join_throughput,
     livekit_room,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool], BenchResult]] = {
     join_throughput.NAME: join_throughput.run,
     origin_independence.NAME: origin_independence.run,
     icecast_compare.NAME: icecast_compare.run,
+    edge_request_cost.NAME: edge_request_cost.run,
     livekit_room.NAME: livekit_room.run,
     start_on_time.NAME: start_on_time.run,
     simulate_validation.NAME: simulate_validation.run,  # after the runs it checks
