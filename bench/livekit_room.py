@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import numpy as np
 
 from townhall.loadgen.runner import LoadSettings
 
@@ -69,22 +70,34 @@ TONE_AMPLITUDE = 0.005
 < 0.05 FS) not to trigger or mask the mark detector (onset at 0.1 FS RMS)."""
 
 
+LADDER = (500, 1000, 1500)
+"""Audience sizes measured by the full run (all below this 2-core machine's saturation with
+the generator and the speakers beside the system under test)."""
+QUICK_LADDER = (500,)
+ROOM_LISTENERS = 3000
+"""LiveKit's room: the size the figure is projected to."""
+
+
 def run(quick: bool) -> BenchResult:
-    listeners = 500 if quick else 3000
-    ramp, duration = (5.0, 30.0) if quick else (20.0, 50.0)
+    sizes = QUICK_LADDER if quick else LADDER
+    ramp, duration = (5.0, 30.0) if quick else (10.0, 35.0)
     result = BenchResult(
         NAME,
-        f"LiveKit's audio room ({SPEAKERS} speakers, {listeners} listeners): CPU of townhall's "
-        "processes (node with --redis; edge: varnishd + log shipper; redis) over the steady "
-        "window, and mouth-to-ear through the edge under that load",
+        f"LiveKit's audio room ({SPEAKERS} speakers, {ROOM_LISTENERS} listeners): CPU of "
+        "townhall's processes (node with --redis; edge: varnishd + log shipper; redis) over the "
+        f"steady window of runs with {', '.join(map(str, sizes))} listeners, projected to "
+        f"{ROOM_LISTENERS} by a straight-line fit; mouth-to-ear through the edge under the "
+        "largest load",
     )
+    runs: list[tuple[int, dict[str, Any]]] = []
     with (
         redis_server() as (redis_url, redis_pid),
         node_process(NAME, redis_url=redis_url) as node,
     ):
         stage = open_stage(node, SPEAKERS)
         tokens = [s.token for s in stage.seats]
-        with marked_speakers(stage.whip_url, tokens, duration + 120) as child:
+        speaking = len(sizes) * (duration + 20.0) + 120.0
+        with marked_speakers(stage.whip_url, tokens, speaking) as child:
             wait_segments(stage.playlist_url, 2)
             timing = playlist_facts(stage.playlist_url)
             with running_edge(node.url, node.data / "keys.json", redis_url) as edge:
@@ -93,25 +106,31 @@ def run(quick: bool) -> BenchResult:
                 playlist = _on_edge(stage.playlist_url, edge.url)
                 window = max(8.0, duration - ramp - 8.0)
                 latency: dict[str, Any] = {}
-                listener = threading.Thread(
-                    target=_listen,
-                    args=(playlist, time.time() + 1.0 + ramp + 3.0, window, latency),
-                    daemon=True,
-                )
-                listener.start()
-                settings = LoadSettings(
-                    space=stage.space_id,
-                    server=node.url,
-                    edge=edge.url,
-                    listeners=listeners,
-                    ramp=ramp,
-                    duration=duration,
-                )
-                rec = measured_run(f"{NAME}-{listeners}{'-quick' if quick else ''}", settings, pids)
-                listener.join(window + 30)
+                for listeners in sizes:
+                    listener = None
+                    if listeners == sizes[-1]:  # latency under the largest load
+                        listener = threading.Thread(
+                            target=_listen,
+                            args=(playlist, time.time() + 1.0 + ramp + 3.0, window, latency),
+                            daemon=True,
+                        )
+                        listener.start()
+                    settings = LoadSettings(
+                        space=stage.space_id,
+                        server=node.url,
+                        edge=edge.url,
+                        listeners=listeners,
+                        ramp=ramp,
+                        duration=duration,
+                    )
+                    label = f"{NAME}-{listeners}{'-quick' if quick else ''}"
+                    runs.append((listeners, measured_run(label, settings, pids)))
+                    if listener is not None:
+                        listener.join(window + 30)
+                    time.sleep(3.0)  # the previous listeners' connections drain
                 state = _state(node.url, stage.space_id)
         sent = child.marks
-    _report(result, rec, latency, sent, state, listeners, timing["part"])
+    _report(result, runs, latency, sent, state, timing["part"])
     return result
 
 
@@ -202,41 +221,87 @@ def marked_speakers(whip_url: str, tokens: list[str], seconds: float) -> Iterato
         os.unlink(spec)
 
 
+def _room_cores(rec: dict[str, Any], listeners: int, part: float) -> dict[str, float]:
+    """Cores of one run: node, edge side (everything counted but the node) and total; when
+    the run saturated the machine the edge side is scaled to the full LL-HLS cadence
+    (2 requests per part per listener) by needed/served requests."""
+    cores = rec["cores"]
+    needed = listeners * 2.0 / part if part > 0 else 0.0
+    served = float(rec["first_hop_rps"] or 0.0)
+    scale = max(1.0, needed / served) if served > 0 else 1.0
+    node = cores.get("origin") or 0.0
+    edge = sum(cores.get(k) or 0.0 for k in COUNTED if k != "origin") * scale
+    return {
+        "listeners": float(listeners),
+        "node": node,
+        "edge_side": edge,
+        "total": node + edge,
+        "measured_total": sum(cores.get(k) or 0.0 for k in COUNTED),
+        "rps_needed": needed,
+        "rps_served": served,
+        "edge_scale": scale,
+    }
+
+
+def project(points: list[dict[str, float]], listeners: int) -> dict[str, float]:
+    """Node and edge-side cores at ``listeners``: a least-squares line through the measured
+    runs (with one run, the edge side grows in proportion and the node stays)."""
+    xs = [p["listeners"] for p in points]
+    if len(points) == 1:
+        p = points[0]
+        node, edge = p["node"], p["edge_side"] * listeners / p["listeners"]
+        return {"node": node, "edge_side": edge, "total": node + edge, "edge_per_1000": 0.0}
+    node_line = np.polyfit(xs, [p["node"] for p in points], 1)
+    edge_line = np.polyfit(xs, [p["edge_side"] for p in points], 1)
+    node = float(np.polyval(node_line, listeners))
+    edge = float(np.polyval(edge_line, listeners))
+    return {
+        "node": node,
+        "edge_side": edge,
+        "total": node + edge,
+        "edge_per_1000": float(edge_line[0]) * 1000.0,
+        "edge_intercept": float(edge_line[1]),
+    }
+
+
 def _report(
     result: BenchResult,
-    rec: dict[str, Any],
+    runs: list[tuple[int, dict[str, Any]]],
     latency: dict[str, Any],
     sent_raw: list[dict[str, float]],
     state: dict[str, Any],
-    listeners: int,
     part: float,
 ) -> None:
     from .marks import SentMark
 
+    points = [_room_cores(rec, n, part) for n, rec in runs]
+    room = project(points, ROOM_LISTENERS)
+    listeners, rec = runs[-1]
     cores = rec["cores"]
-    total = sum(cores.get(k) or 0.0 for k in COUNTED)
     sent = [SentMark(int(m["index"]), float(m["wall"])) for m in sent_raw]
     pairs = match_marks(sent, latency.get("found", []))
     m2e = summary([f.wall - s.wall for s, f in pairs])
     listen = latency.get("listen") or {}
     play = (listen.get("result") or {}) if isinstance(listen, dict) else {}
     playout_p50 = play.get("playout_latency_p50") if isinstance(play, dict) else None
-    # a saturated run served fewer requests than the listeners needed: scale the edge's cost
-    # (per request) up to the full LL-HLS cadence (2 requests per part per listener)
-    needed = listeners * 2.0 / part if part > 0 else 0.0
-    served = float(rec["first_hop_rps"] or 0.0)
-    scale = max(1.0, needed / served) if served > 0 else 1.0
-    edge_side = sum(cores.get(k) or 0.0 for k in COUNTED if k != "origin")
-    extrapolated = (cores.get("origin") or 0.0) + edge_side * scale
+    for p in points:
+        result.figures.append(
+            Figure(
+                f"measured: {p['listeners']:.0f} listeners, node + edge + redis",
+                p["total"],
+                "cores",
+            )
+        )
     result.figures += [
-        Figure("livekit_room_cores (node + edge + redis)", total, "cores", TARGET_CORES),
         Figure(
-            "livekit_room_cores at the full cadence (edge cost scaled by needed/served req/s)",
-            extrapolated,
+            f"livekit_room_cores: {ROOM_LISTENERS} listeners, projected from {len(points)} run(s)",
+            room["total"],
             "cores",
             TARGET_CORES,
         ),
-        Figure("node (stage + origin) cores", cores.get("origin"), "cores"),
+        Figure(f"projected node cores at {ROOM_LISTENERS}", room["node"], "cores"),
+        Figure(f"projected edge-side cores at {ROOM_LISTENERS}", room["edge_side"], "cores"),
+        Figure(f"node (stage + origin) cores, {listeners} listeners", cores.get("origin"), "cores"),
         Figure("varnish worker cores", cores.get("varnish_worker"), "cores"),
         Figure(
             "edge log shipping cores (edge process + varnishncsa + redis)",
@@ -252,24 +317,23 @@ def _report(
             _current(state),
             "listeners",
         ),
-        Figure("stalls", float(rec["stalls"]), "events"),
+        Figure("stalls", float(sum(r["stalls"] for _, r in runs)), "events"),
         Figure("generator CPU (not counted)", rec["generator_cpu_cores"], "cores"),
         Figure("speakers' process CPU (not counted)", cores.get("speakers"), "cores"),
     ]
     result.raw.update(
         {
-            "livekit_room_cores": total,
-            "livekit_room_cores_full_cadence": extrapolated,
-            "first_hop_rps_needed": needed,
-            "first_hop_rps_served": served,
-            "edge_scale": scale,
+            "livekit_room_cores": room["total"],
+            "livekit_room_projection": room,
+            "room_listeners": ROOM_LISTENERS,
+            "measured": points,
             "part_s": part,
-            "valid": not saturated(rec),
+            "valid": not any(saturated(r) for _, r in runs),
             "livekit_reference_cores": LIVEKIT_CORES,
             "counted_processes": list(COUNTED),
             "speakers": SPEAKERS,
-            "listeners": listeners,
-            "run": rec,
+            "runs": [r for _, r in runs],
+            "mouth_to_ear_listeners": listeners,
             "mouth_to_ear_marks_s": m2e,
             "marks_sent": len(sent),
             "marks_found": len(latency.get("found", [])),
@@ -288,20 +352,20 @@ def _report(
     result.notes += [
         f"LiveKit's figure for this room: 80 % of 16 cores ≈ {LIVEKIT_CORES:.1f} cores "
         "(their hardware, their load generator); ours: this 2-core machine, shared with the "
-        "load generator, the speakers' process and other sessions",
+        "load generator and the speakers' process, cannot hold the 3,000-listener room beside "
+        "its own generator, so the room's figure is a straight line through runs it can hold",
         "mouth-to-ear (marks) = arrival of the last byte of the part holding a mark − its send "
         "time, through the edge; a player adds its buffer (PART-HOLD-BACK = 3 parts); "
         "townhall.listen.follow's playout latency includes that buffer but trusts PDT",
     ]
-    if saturated(rec):
-        result.notes.append(
-            f"SATURATED: {100 * stalled_share(rec):.0f} % of the {listeners} listeners stalled "
-            f"(machine busy {100 * (rec['machine_busy'] or 0):.0f} %); the edge served "
-            f"{served:.0f} of the {needed:.0f} req/s they needed, so livekit_room_cores is a "
-            "lower bound and the full-cadence figure scales the edge side by "
-            f"{scale:.2f}; mouth-to-ear under saturation measures the saturated machine (the "
-            "mark follower shares it)"
-        )
+    for (n, r), p in zip(runs, points, strict=True):
+        if saturated(r):
+            result.notes.append(
+                f"SATURATED at {n}: {100 * stalled_share(r):.0f} % of the listeners stalled "
+                f"(machine busy {100 * (r['machine_busy'] or 0):.0f} %); the edge served "
+                f"{p['rps_served']:.0f} of {p['rps_needed']:.0f} req/s and its cost was scaled "
+                f"by {p['edge_scale']:.2f}"
+            )
 
 
 # -- the speakers' child process -----------------------------------------------------------

@@ -64,7 +64,7 @@ def make_keys(path: Path) -> Keyring:
 
 def ticket(
     ring: Keyring,
-    space: str,
+    space: str | None,
     sub: str = "anon:1",
     *,
     grants: frozenset[Grant] = frozenset({Grant.LISTEN}),
@@ -384,6 +384,7 @@ async def test_bad_tickets_are_refused_at_the_edge(
             "missing_grant",
         ),
         "garbage": ("not-a-jwt-at-all", 401, "malformed_token"),
+        "no space, no operator": (ticket(ring, None), 403, "wrong_space"),
     }
     async with httpx.AsyncClient(timeout=10) as client:
         for label, (tk, status, code) in cases.items():
