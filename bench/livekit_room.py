@@ -244,23 +244,24 @@ def _room_cores(rec: dict[str, Any], listeners: int, part: float) -> dict[str, f
 
 
 def project(points: list[dict[str, float]], listeners: int) -> dict[str, float]:
-    """Node and edge-side cores at ``listeners``: a least-squares line through the measured
-    runs (with one run, the edge side grows in proportion and the node stays)."""
-    xs = [p["listeners"] for p in points]
+    """Node and edge-side cores at ``listeners``. The edge side grows with the audience: a
+    least-squares line through the measured runs (with one run, in proportion). The node's
+    work does not (``origin_independence`` measures that): the mean of the runs."""
+    node = sum(p["node"] for p in points) / len(points)
     if len(points) == 1:
         p = points[0]
-        node, edge = p["node"], p["edge_side"] * listeners / p["listeners"]
-        return {"node": node, "edge_side": edge, "total": node + edge, "edge_per_1000": 0.0}
-    node_line = np.polyfit(xs, [p["node"] for p in points], 1)
-    edge_line = np.polyfit(xs, [p["edge_side"] for p in points], 1)
-    node = float(np.polyval(node_line, listeners))
-    edge = float(np.polyval(edge_line, listeners))
+        edge = p["edge_side"] * listeners / p["listeners"]
+        return {"node": node, "edge_side": edge, "total": node + edge}
+    slope, intercept = np.polyfit(
+        [p["listeners"] for p in points], [p["edge_side"] for p in points], 1
+    )
+    edge = float(slope * listeners + intercept)
     return {
         "node": node,
         "edge_side": edge,
         "total": node + edge,
-        "edge_per_1000": float(edge_line[0]) * 1000.0,
-        "edge_intercept": float(edge_line[1]),
+        "edge_per_1000_listeners": float(slope) * 1000.0,
+        "edge_intercept": float(intercept),
     }
 
 
