@@ -264,3 +264,29 @@ async def test_forwarding_holds_ll_hls_requests_and_fails_clearly(
     finally:
         client.close()
     assert (await c2.post(f"/api/spaces/{sid}/end", headers=auth(host_token))).status_code == 200
+
+
+async def test_a_revocation_made_through_one_node_holds_on_every_node(
+    nodes: list[Node],
+    host_key: str,
+    cluster_url: str,
+    http: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    c1, c2 = http
+    operator = auth(add_cluster_user(cluster_url, "ops-revoker", "--operator"))
+    r = await c1.post("/api/spaces", json={"title": "Revoked"}, headers=auth(host_key))
+    sid = r.json()["id"]
+    joined = (await c2.post(f"/api/spaces/{sid}/join")).json()
+    path = httpx.URL(joined["playlist_url"]).path
+    assert (await c1.get(path)).status_code == 200  # node 1 is the origin
+
+    r = await c2.post("/ops/revocations", json={"subject": joined["listener_id"]}, headers=operator)
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 5
+    while (answer := await c1.get(path)).status_code == 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert answer.status_code == 401 and answer.json()["code"] == "revoked_token", answer.text
+    listed = (await c1.get("/ops/revocations", headers=operator)).json()["revocations"]
+    assert [rev["subject"] for rev in listed] == [joined["listener_id"]]
+    other = (await c1.post(f"/api/spaces/{sid}/join")).json()
+    assert (await c1.get(httpx.URL(other["playlist_url"]).path)).status_code == 200

@@ -13,6 +13,7 @@ import logging
 
 from redis.asyncio import Redis
 
+from ..tasks import stop_task
 from .registry import NodeInfo
 
 logger = logging.getLogger(__name__)
@@ -44,11 +45,8 @@ class NodeHeartbeat:
             self._task = asyncio.create_task(self._run(), name="node-heartbeat")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         with contextlib.suppress(Exception):  # a clean stop says so at once
             await self._redis.delete(node_key(self._node.node_id))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -15,6 +14,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from ..config import Config
+from ..tasks import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -253,11 +253,8 @@ class RedisRegistry:
             self._task = asyncio.create_task(self._heartbeat(), name="origin-heartbeat")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _heartbeat(self) -> None:
         interval = self._heartbeat_s

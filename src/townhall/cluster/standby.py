@@ -37,6 +37,7 @@ from ..listen.playlist import MediaPlaylist, PlaylistError, parse_media_playlist
 from ..packaging.fmp4 import fragment_infos
 from ..packaging.playlist import INIT_URI
 from ..packaging.recorder import RecordedSegment, Recorder, read_timescale
+from ..tasks import stop_task
 from .forward import FORWARDED_BY
 from .registry import NodeInfo, RedisRegistry
 from .takeover import Takeover, plan_takeover
@@ -268,11 +269,8 @@ class StandbyManager:
             self._loop = asyncio.create_task(self._run(), name="standby")
 
     async def close(self) -> None:
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await stop_task(self._loop)
+        self._loop = None
         for space_id in list(self._tasks):
             await self._stop(space_id, keep_files=True)
 
@@ -348,9 +346,7 @@ class StandbyManager:
                 if plan is None:
                     logger.error("origin of space %s is gone but nothing was seen", space_id)
                     continue
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await stop_task(task)
                 quiet = time.monotonic() - follower.last_answer
                 logger.warning(
                     "origin %s of space %s is gone (quiet %.1f s, lease expired): taking over "
@@ -370,9 +366,7 @@ class StandbyManager:
                     )
                 return
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
             self.followers.pop(space_id, None)
             self._tasks.pop(space_id, None)
             if follower.ended:  # the space ended: its recording is the origin's
@@ -382,9 +376,7 @@ class StandbyManager:
         task = self._tasks.pop(space_id, None)
         follower = self.followers.pop(space_id, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         if follower is not None and not keep_files:
             await asyncio.to_thread(_remove_copy, follower.directory)
 

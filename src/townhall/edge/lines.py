@@ -4,8 +4,9 @@ edge's log reader (listener counts and observations for the watch)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
+
+from ..tasks import stop_task
 
 CHUNK = 1 << 16
 """Bytes read per wake-up: a busy edge prints thousands of lines a second, read in blocks."""
@@ -35,7 +36,5 @@ async def consume_lines(
         if tail:
             feed(tail.decode("utf-8", "replace"))
     finally:
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        await stop_task(flusher)
         await flush()

@@ -3,14 +3,12 @@
 :class:`BlockList` is the pure core (``now`` passed in): exact sources and the usual
 networks (/24, /48) are dictionary lookups; other prefix lengths are checked by containment.
 :class:`Blocks` is the adapter: in memory on an embedded node; with Redis, writes go to a
-shared hash and every node reloads it within a second (a version counter is polled), so the
-join path only ever reads memory. :meth:`BlockList.acl` renders the list for edge configs.
+shared hash and every node reloads it within a second (:class:`~.shared.SharedHash`), so
+the join path only ever reads memory. :meth:`BlockList.acl` renders the list for edge configs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -20,12 +18,11 @@ from dataclasses import asdict, dataclass
 from redis.asyncio import Redis
 
 from .network import network_of
+from .shared import SharedHash
 
 logger = logging.getLogger(__name__)
 
 KEY = "th:gate:blocks"
-VERSION_KEY = "th:gate:blocks:v"
-REFRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -135,9 +132,16 @@ class Blocks:
 
     def __init__(self, redis: Redis | None = None) -> None:
         self.list = BlockList()
-        self._redis = redis
-        self._version: str | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._shared = SharedHash(redis, KEY, self._reload)
+
+    def _reload(self, values: list[str]) -> None:
+        blocks = []
+        for value in values:
+            try:
+                blocks.append(Block(**json.loads(value)))
+            except (TypeError, ValueError):
+                logger.warning("ignoring a malformed block in Redis: %r", value)
+        self.list.replace(blocks)
 
     async def add(
         self,
@@ -153,52 +157,19 @@ class Blocks:
             secrets.token_hex(6), src, net, now, None if ttl is None else now + ttl, reason
         )
         self.list.add(block)
-        if self._redis is not None:
-            await self._redis.hset(KEY, block.id, json.dumps(block.to_dict()))
-            await self._redis.incr(VERSION_KEY)
+        await self._shared.put(block.id, json.dumps(block.to_dict()))
         return block
 
     async def remove(self, block_id: str) -> bool:
         found = self.list.remove(block_id)
-        if self._redis is not None:
-            found = bool(await self._redis.hdel(KEY, block_id)) or found
-            await self._redis.incr(VERSION_KEY)
-        return found
+        return await self._shared.delete(block_id) or found
 
     async def refresh(self) -> None:
         """Reload from Redis if another node changed the list."""
-        if self._redis is None:
-            return
-        version = await self._redis.get(VERSION_KEY)
-        text = None if version is None else str(version)
-        if text == self._version and text is not None:
-            return
-        raw = await self._redis.hgetall(KEY)
-        blocks = []
-        for value in raw.values():
-            try:
-                blocks.append(Block(**json.loads(value)))
-            except (TypeError, ValueError):
-                logger.warning("ignoring a malformed block in Redis: %r", value)
-        self.list.replace(blocks)
-        self._version = text
+        await self._shared.refresh()
 
     async def start(self) -> None:
-        if self._redis is not None and self._task is None:
-            await self.refresh()
-            self._task = asyncio.create_task(self._poll())
+        await self._shared.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_SECONDS)
-            try:
-                await self.refresh()
-            except Exception:  # Redis away: keep the last list, try again
-                logger.warning("could not refresh the block list", exc_info=True)
+        await self._shared.close()

@@ -42,6 +42,7 @@ from .blocks import Blocks
 from .limits import Limits, MemoryLimits, RedisLimits, Rule, rule
 from .network import network_of
 from .queue_ticket import DRAW_SCALE, QueueTicket, QueueTicketError, QueueTicketSigner
+from .revocations import RevocationList
 from .room_store import MemoryRooms, RedisRooms, RoomStore, Settings
 from .shedding import AdaptiveLimit
 from .ticket_signer import ListenerTicketSigner
@@ -163,6 +164,7 @@ class Gate:
             else RedisRooms(redis, config.admit_rate, config.capacity)
         )
         self.blocks = Blocks(redis)
+        self.revocations = RevocationList(redis)
         self.shed = AdaptiveLimit(initial=64, min_limit=8, max_limit=1024)
         self.tickets = ListenerTicketSigner(keyring.active, config.ticket_ttl)
         self.queue = QueueTicketSigner(
@@ -185,8 +187,10 @@ class Gate:
 
     async def start(self) -> None:
         await self.blocks.start()
+        await self.revocations.start()
 
     async def close(self) -> None:
+        await self.revocations.close()
         await self.blocks.close()
         if self._redis is not None:
             await self._redis.aclose()

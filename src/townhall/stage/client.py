@@ -43,6 +43,8 @@ from .wav import WavRecorder
 
 __all__ = ["WhipClient"]
 
+from ..tasks import stop_task
+
 logger = logging.getLogger(__name__)
 
 
@@ -164,11 +166,8 @@ class WhipClient:
     async def close(self) -> None:
         """DELETE the session (best effort) and close the peer connection."""
         self._closing = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
+        await stop_task(self._watchdog)
+        self._watchdog = None
         try:
             if self.location is not None:
                 location, self.location = self.location, None

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from ..tasks import stop_task
 from .counts import WINDOW_SECONDS, ListenerCounter, ListenerCounts
 from .edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_keys
 
@@ -120,11 +121,8 @@ class RedisTally:
             self._task = asyncio.create_task(self._run(), name="listener-flush")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         with contextlib.suppress(Exception):
             await self.flush()
 
