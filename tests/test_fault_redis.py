@@ -4,7 +4,8 @@ Redis runs with an append-only file (``appendfsync always``), as a production Re
 spaces and accounts must. Kept and asserted: the listener (through node 2, forwarded to the
 origin node 1) keeps receiving parts across the outage after at most a short gap; both nodes
 reconnect by themselves: node heartbeats and the origin lease are back, events published
-through node 2 reach node 1's event stream again (the pub/sub listener resubscribed), and the
+through node 2 reach node 1's event stream again (the pub/sub listener resubscribed; pub/sub
+keeps nothing for a node still reconnecting, so the test acts until one arrives), and the
 listener count reaches the true number again. A lease lost while the origin is fine (as after
 a restart without persistence) is re-asserted by the origin and is not taken over by the
 standby: no split brain.
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +33,7 @@ from conftest import Node, free_port
 from redis_fixture import _answers
 from test_fault_failover import wait_for
 from test_live_path import auth, publish, wait_heard
+from test_multinode import collect
 from townhall.listen import PartReceived, RetryPolicy, follow
 
 pytestmark = pytest.mark.slow
@@ -97,6 +102,7 @@ async def test_nodes_ride_out_a_redis_restart(
     speaker = await publish(n1.url, sid, host_token, 440)
     received: list[PartReceived] = []
     stop = asyncio.Event()
+    sse: threading.Thread | None = None
     try:
         await c1.post(f"/api/spaces/{sid}/stage/unmute", headers=auth(host_token))
         await wait_heard(c1, sid, {"user:rui"})
@@ -139,6 +145,31 @@ async def test_nodes_ride_out_a_redis_restart(
         await wait_for("counts recover", counted, 30, 0.5)
         recovered = time.monotonic() - restarted
 
+        # events through node 2 reach node 1's stream again (the pub/sub resubscribed); pub/sub
+        # keeps nothing for a node that is still reconnecting, so node 2 acts until one arrives
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        ready = threading.Event()
+        sse = threading.Thread(
+            target=collect, args=(f"{n1.url}/api/spaces/{sid}/events", host_token, events, ready)
+        )
+        sse.start()
+        assert await asyncio.to_thread(ready.wait, 10)
+        crossed: dict[str, Any] | None = None
+        actions = 0
+        for attempt in range(15):
+            actions += 1
+            action = "mute" if attempt % 2 == 0 else "unmute"
+            r = await c2.post(f"/api/spaces/{sid}/stage/{action}", headers=auth(host_token))
+            assert r.status_code in (200, 409), r.text
+            try:
+                crossed = await asyncio.to_thread(events.get, True, 1.0)
+                break
+            except queue.Empty:
+                continue
+        assert crossed is not None, "no event from node 2 reached node 1 after the restart"
+        assert crossed["kind"] in ("speaker_muted", "speaker_unmuted"), crossed
+        await c2.post(f"/api/spaces/{sid}/stage/unmute", headers=auth(host_token))
+
         # a lease lost while its origin is fine: re-asserted by it, never taken over
         client = redis.Redis.from_url(server.url)
         try:
@@ -159,10 +190,13 @@ async def test_nodes_ride_out_a_redis_restart(
         stop.set()
         await speaker.close()
     await asyncio.wait_for(listener, 15)
+    if sse is not None:
+        await asyncio.to_thread(sse.join, 15)
     arrivals = [p.received_at for p in received]
     gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
     assert gap < 6.0, gap
     print(
         f"\nredis restart: down {restarted - down:.1f} s, parts received while down "
-        f"{len(during)}, listener gap {gap:.2f} s, counts back {recovered:.1f} s after restart"
+        f"{len(during)}, listener gap {gap:.2f} s, counts back {recovered:.1f} s after restart, "
+        f"first cross-node event after {actions} action(s)"
     )

@@ -1,7 +1,8 @@
 """Space events across nodes: Redis pub/sub behind the in-process EventBus interface.
 
 A node delivers its own events to its local subscribers at once and publishes them on
-``th:ev:{space}``; it subscribes to that channel only while it has local subscribers or
+``th:ev:{space}`` (in order; while Redis is away an event waits up to
+:data:`PUBLISH_PATIENCE_S`); it subscribes to that channel only while it has local subscribers or
 watchers for the space, and skips messages it sent itself. Watchers (the media hub of the
 space's origin) get the events other nodes published.
 """
@@ -25,6 +26,8 @@ from ..api.bus import EventBus, RemoteHandler
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 10_000
+PUBLISH_PATIENCE_S = 10.0
+"""How long an event waits for Redis to come back before it is dropped (logged)."""
 
 
 def channel(space_id: str) -> str:
@@ -137,12 +140,21 @@ class RedisEventBus(EventBus):
             await asyncio.sleep(0.01)
 
     async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             space_id, message = await self._outbox.get()
-            try:
-                await self._redis.publish(channel(space_id), message)
-            except Exception:
-                logger.exception("could not publish an event of space %s", space_id)
+            queued = loop.time()
+            while True:  # Redis away (a restart): keep the event, in order, for a while
+                try:
+                    await self._redis.publish(channel(space_id), message)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if loop.time() - queued > PUBLISH_PATIENCE_S:
+                        logger.error("dropped an event of space %s: %s", space_id, exc)
+                        break
+                    await asyncio.sleep(0.2)
 
     async def _read(self, pubsub: PubSub) -> None:
         broken = False
