@@ -1,13 +1,18 @@
-"""Revoked tickets: the pure list, and the list shared by two nodes through a real Redis."""
+"""Revoked tickets and blocks: the pure list, the list shared by two nodes through a real
+Redis, and an embedded node keeping both in its data folder across a restart."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 import pytest
 
 from cluster_helpers import fresh_db
+from conftest import start_node
 from townhall.gate import revocations as revmod
+from townhall.gate.blocks import Blocks
 from townhall.gate.revocations import Revocation, RevocationList, Revocations
 from townhall.store.redis_client import redis_client
 
@@ -64,3 +69,45 @@ async def test_two_nodes_share_revocations_through_redis(redis_url: str) -> None
         await two.close()
         await r1.aclose()
         await r2.aclose()
+
+
+async def test_an_embedded_node_keeps_blocks_and_revocations_in_its_data_folder(
+    tmp_path: Path,
+) -> None:
+    blocks_file, revs_file = tmp_path / "m" / "blocks.json", tmp_path / "m" / "revocations.json"
+    blocks, revs = Blocks(path=blocks_file), RevocationList(path=revs_file)
+    await blocks.start()
+    await revs.start()
+    kept = await blocks.add(source="127.9.0.1", network=None, ttl=None, now=0.0)
+    dropped = await blocks.add(source=None, network="127.8.0.0/24", ttl=None, now=0.0)
+    assert await blocks.remove(dropped.id)
+    await revs.add(rev("anon:z", at=0.0), now=0.0)
+
+    again, revs_again = Blocks(path=blocks_file), RevocationList(path=revs_file)  # a restart
+    await again.start()
+    await revs_again.start()
+    assert again.list.blocked("127.9.0.1", now=1.0) == kept
+    assert again.list.blocked("127.8.0.5", now=1.0) is None
+    assert revs_again.revoked("anon:z", "t", now=1.0)
+    assert not list(blocks_file.parent.glob(".*"))  # no temporary files left behind
+
+
+def test_the_node_restarts_with_its_blocks(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    node = start_node(data)
+    try:
+        operator = {"Authorization": f"Bearer {node.add_user('opal', '--operator')}"}
+        r = httpx.post(f"{node.url}/ops/blocks", json={"source": "127.7.0.9"}, headers=operator)
+        assert r.status_code == 201, r.text
+        r = httpx.post(f"{node.url}/ops/revocations", json={"subject": "anon:x"}, headers=operator)
+        assert r.status_code == 201, r.text
+    finally:
+        node.stop()
+    node = start_node(data)
+    try:
+        listed = httpx.get(f"{node.url}/ops/blocks", headers=operator).json()
+        assert [b["source"] for b in listed["blocks"]] == ["127.7.0.9"]
+        listed = httpx.get(f"{node.url}/ops/revocations", headers=operator).json()
+        assert [r["subject"] for r in listed["revocations"]] == ["anon:x"]
+    finally:
+        node.stop()

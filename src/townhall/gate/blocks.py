@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -130,9 +131,9 @@ class BlockList:
 class Blocks:
     """The node's block list, shared through Redis when there is one."""
 
-    def __init__(self, redis: Redis | None = None) -> None:
+    def __init__(self, redis: Redis | None = None, path: Path | None = None) -> None:
         self.list = BlockList()
-        self._shared = SharedHash(redis, KEY, self._reload)
+        self._shared = SharedHash(redis, KEY, self._reload, path=path)
 
     def _reload(self, values: list[str]) -> None:
         blocks = []

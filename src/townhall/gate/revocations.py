@@ -1,9 +1,10 @@
 """Revoked listener tickets: every ticket of a listener (``sub``) or one ticket (``jti``).
 
 :class:`Revocations` is the pure core (``now`` passed in). :class:`RevocationList` is the
-node's adapter: in memory on an embedded node; with Redis, shared by every node like the
-block list (:class:`~.shared.SharedHash`), so a revocation made through any node reaches the
-media routes of all of them and the edges that poll any of them within about a second.
+node's adapter: on an embedded node in memory and in a file of its data folder; with Redis,
+shared by every node like the block list (:class:`~.shared.SharedHash`), so a revocation
+made through any node reaches the media routes of all of them and the edges that poll any
+of them within about a second.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -84,9 +86,9 @@ class Revocations:
 class RevocationList:
     """The node's revocations, shared through Redis when there is one."""
 
-    def __init__(self, redis: Redis | None = None) -> None:
+    def __init__(self, redis: Redis | None = None, path: Path | None = None) -> None:
         self.list = Revocations()
-        self._shared = SharedHash(redis, KEY, self._reload)
+        self._shared = SharedHash(redis, KEY, self._reload, path=path)
 
     def _reload(self, values: list[str]) -> None:
         revs = []

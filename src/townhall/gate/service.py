@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -151,7 +152,10 @@ class Gate:
         observe: Callable[[Observation], None],
         clock: Callable[[], float] = time.time,
         redis: Redis | None = None,
+        state_dir: Path | None = None,
     ) -> None:
+        """``state_dir`` (an embedded node's data folder) keeps blocks and revocations across
+        restarts when there is no Redis."""
         self.config = config
         self.spaces = spaces
         self.listeners = listeners
@@ -163,8 +167,11 @@ class Gate:
             if redis is None
             else RedisRooms(redis, config.admit_rate, config.capacity)
         )
-        self.blocks = Blocks(redis)
-        self.revocations = RevocationList(redis)
+        keep = None if state_dir is None else state_dir / "mitigations"
+        self.blocks = Blocks(redis, None if keep is None else keep / "blocks.json")
+        self.revocations = RevocationList(
+            redis, None if keep is None else keep / "revocations.json"
+        )
         self.shed = AdaptiveLimit(initial=64, min_limit=8, max_limit=1024)
         self.tickets = ListenerTicketSigner(keyring.active, config.ticket_ttl)
         self.queue = QueueTicketSigner(
@@ -402,4 +409,5 @@ def build_gate(services: Any) -> Gate:
         observe=services.observe,
         clock=services.clock,
         redis=redis,
+        state_dir=config.data,
     )

@@ -2,15 +2,21 @@
 
 Writes go to the hash and bump a version counter; every node polls the counter once a second
 and reloads the hash when it moved, so readers (the join path, the media routes) only ever
-read memory. Without Redis (an embedded node) the adapter keeps nothing and readers use
-what the owner holds in memory.
+read memory. Without Redis (an embedded node) the same fields are kept in a JSON file in the
+node's data folder (replaced atomically on every change, read back at start), so a block or
+a revocation outlives a restart there too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -23,7 +29,8 @@ REFRESH_SECONDS = 1.0
 
 class SharedHash:
     """One Redis hash (``key``) and its version counter (``key:v``); ``on_reload`` receives
-    every value (JSON text) whenever another node changed the hash."""
+    every value (JSON text) whenever another node changed the hash. Without Redis, ``path``
+    (if given) keeps the fields on disk instead."""
 
     def __init__(
         self,
@@ -32,8 +39,11 @@ class SharedHash:
         on_reload: Callable[[list[str]], None],
         *,
         interval: float = REFRESH_SECONDS,
+        path: Path | None = None,
     ) -> None:
         self._redis = redis
+        self._path = path if redis is None else None
+        self._fields: dict[str, str] = {}
         self.key = key
         self.version_key = f"{key}:v"
         self._on_reload = on_reload
@@ -49,14 +59,48 @@ class SharedHash:
         if self._redis is not None:
             await self._redis.hset(self.key, field, value)
             await self._redis.incr(self.version_key)
+        elif self._path is not None:
+            self._fields[field] = value
+            await asyncio.to_thread(self._write, dict(self._fields))
 
     async def delete(self, field: str) -> bool:
-        """Whether the field was in the hash (False without Redis)."""
-        if self._redis is None:
-            return False
-        found = bool(await self._redis.hdel(self.key, field))
-        await self._redis.incr(self.version_key)
-        return found
+        """Whether the field was in the hash (or the file)."""
+        if self._redis is not None:
+            found = bool(await self._redis.hdel(self.key, field))
+            await self._redis.incr(self.version_key)
+            return found
+        if self._path is not None and self._fields.pop(field, None) is not None:
+            await asyncio.to_thread(self._write, dict(self._fields))
+            return True
+        return False
+
+    def _write(self, fields: dict[str, str]) -> None:
+        assert self._path is not None
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(fields, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _load(self) -> None:
+        assert self._path is not None
+        try:
+            raw = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.warning("could not read %s (%s); starting empty", self._path, exc)
+            return
+        if isinstance(raw, dict):
+            self._fields = {str(k): str(v) for k, v in raw.items()}
+            self._on_reload(list(self._fields.values()))
 
     async def refresh(self) -> None:
         """Reload if the version counter moved (or on the first call)."""
@@ -71,6 +115,8 @@ class SharedHash:
         self._version = text
 
     async def start(self) -> None:
+        if self._path is not None and not self._fields:
+            await asyncio.to_thread(self._load)
         if self._redis is not None and self._task is None:
             await self.refresh()
             self._task = asyncio.create_task(self._poll())
