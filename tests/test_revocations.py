@@ -92,6 +92,15 @@ async def test_an_embedded_node_keeps_blocks_and_revocations_in_its_data_folder(
     assert not list(blocks_file.parent.glob(".*"))  # no temporary files left behind
 
 
+async def test_a_block_holds_in_memory_when_its_file_cannot_be_written(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    blocks = Blocks(path=blocker / "blocks.json")
+    await blocks.start()
+    block = await blocks.add(source="127.9.0.2", network=None, ttl=None, now=0.0)
+    assert blocks.list.blocked("127.9.0.2", now=1.0) == block
+
+
 def test_the_node_restarts_with_its_blocks(tmp_path: Path) -> None:
     data = tmp_path / "data"
     node = start_node(data)

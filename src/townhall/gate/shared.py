@@ -61,7 +61,7 @@ class SharedHash:
             await self._redis.incr(self.version_key)
         elif self._path is not None:
             self._fields[field] = value
-            await asyncio.to_thread(self._write, dict(self._fields))
+            await self._save()
 
     async def delete(self, field: str) -> bool:
         """Whether the field was in the hash (or the file)."""
@@ -70,9 +70,17 @@ class SharedHash:
             await self._redis.incr(self.version_key)
             return found
         if self._path is not None and self._fields.pop(field, None) is not None:
-            await asyncio.to_thread(self._write, dict(self._fields))
+            await self._save()
             return True
         return False
+
+    async def _save(self) -> None:
+        """Write the file; a full or broken disk is logged, and the change still holds in
+        memory until the node stops."""
+        try:
+            await asyncio.to_thread(self._write, dict(self._fields))
+        except OSError as exc:
+            logger.error("could not save %s (%s): kept in memory only", self._path, exc)
 
     def _write(self, fields: dict[str, str]) -> None:
         assert self._path is not None
