@@ -396,6 +396,31 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def listeners_run(
+    label: str,
+    space: str,
+    node: str,
+    edge: str,
+    listeners: int,
+    ramp: float,
+    duration: float,
+    pids: dict[str, int],
+    mode: str = "ll-hls",
+) -> dict[str, Any]:
+    """:func:`measured_run` of ``listeners`` joining ``space`` through ``node`` and listening
+    through ``edge``."""
+    settings = LoadSettings(
+        space=space,
+        server=node,
+        edge=edge,
+        listeners=listeners,
+        ramp=ramp,
+        duration=duration,
+        mode=mode,
+    )
+    return measured_run(label, settings, pids)
+
+
 def measured_run(label: str, settings: LoadSettings, pids: dict[str, int]) -> dict[str, Any]:
     """A load test with the CPU of ``pids`` sampled; a compact record of its steady state
     (the full report is in ``bench/results/loadtests/{label}.json``)."""

@@ -20,14 +20,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from townhall.loadgen.runner import LoadSettings
-
 from .common import BenchResult, Figure, open_stage
 from .edge import (
     CpuSampler,
     held_without_stall,
+    listeners_run,
     loadavg,
-    measured_run,
     node_process,
     running_edge,
     speakers,
@@ -145,17 +143,10 @@ def _townhall(n_ll: int, n_hls: int, quick: bool) -> dict[str, Any]:
                 pids = {"origin": node.pid, "speakers": speaker_pid, **edge.pids()}
                 for mode, n in (("ll-hls", n_ll), ("hls", n_hls)):
                     ramp, duration = (5.0, 20.0) if quick else (15.0, 40.0)
-                    settings = LoadSettings(
-                        space=stage.space_id,
-                        server=node.url,
-                        edge=edge.url,
-                        listeners=n,
-                        ramp=ramp,
-                        duration=duration,
-                        mode=mode,
-                    )
                     label = f"{NAME}-{mode}-{n}{'-quick' if quick else ''}"
-                    rec = measured_run(label, settings, pids)
+                    rec = listeners_run(
+                        label, stage.space_id, node.url, edge.url, n, ramp, duration, pids, mode
+                    )
                     held = held_without_stall(rec)
                     rec["held_without_stall"] = held
                     rec["listeners_per_edge_core"] = _per_core(

@@ -37,13 +37,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import numpy as np
 
-from townhall.loadgen.runner import LoadSettings
-
 from .common import LOOPBACK, BenchResult, Figure, open_stage, summary
 from .edge import (
     _readline,
+    listeners_run,
     loadavg,
-    measured_run,
     node_process,
     playlist_facts,
     redis_server,
@@ -115,16 +113,11 @@ def run(quick: bool) -> BenchResult:
                             daemon=True,
                         )
                         listener.start()
-                    settings = LoadSettings(
-                        space=stage.space_id,
-                        server=node.url,
-                        edge=edge.url,
-                        listeners=listeners,
-                        ramp=ramp,
-                        duration=duration,
-                    )
                     label = f"{NAME}-{listeners}{'-quick' if quick else ''}"
-                    runs.append((listeners, measured_run(label, settings, pids)))
+                    rec = listeners_run(
+                        label, stage.space_id, node.url, edge.url, listeners, ramp, duration, pids
+                    )
+                    runs.append((listeners, rec))
                     if listener is not None:
                         listener.join(window + 30)
                     time.sleep(3.0)  # the previous listeners' connections drain

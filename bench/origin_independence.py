@@ -15,13 +15,11 @@ import logging
 import time
 from typing import Any
 
-from townhall.loadgen.runner import LoadSettings
-
 from .common import BenchResult, Figure, open_stage
 from .edge import (
     CpuSampler,
+    listeners_run,
     loadavg,
-    measured_run,
     node_process,
     running_edge,
     saturated,
@@ -63,16 +61,19 @@ def run(quick: bool) -> BenchResult:
                     time.sleep(5.0)
                 idle_cores = idle.all_cores(0, time.time() + 1)
                 for listeners, ramp, duration in plans:
-                    settings = LoadSettings(
-                        space=stage.space_id,
-                        server=node.url,
-                        edge=edge.url,
-                        listeners=listeners,
-                        ramp=ramp,
-                        duration=duration,
-                    )
                     label = f"{NAME}-{listeners}{'-quick' if quick else ''}"
-                    runs.append(measured_run(label, settings, pids))
+                    runs.append(
+                        listeners_run(
+                            label,
+                            stage.space_id,
+                            node.url,
+                            edge.url,
+                            listeners,
+                            ramp,
+                            duration,
+                            pids,
+                        )
+                    )
     one, ten = runs
     rps_ratio = _ratio(one["origin_rps"], ten["origin_rps"])
     cpu_ratio = _ratio(one["cores"].get("origin"), ten["cores"].get("origin"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from .network import network_of
-from .shared import SharedHash
+from .shared import SharedHash, decode_records
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +136,7 @@ class Blocks:
         self._shared = SharedHash(redis, KEY, self._reload, path=path)
 
     def _reload(self, values: list[str]) -> None:
-        blocks = []
-        for value in values:
-            try:
-                blocks.append(Block(**json.loads(value)))
-            except (TypeError, ValueError):
-                logger.warning("ignoring a malformed block in Redis: %r", value)
-        self.list.replace(blocks)
+        self.list.replace(decode_records(values, Block, "block"))
 
     async def add(
         self,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from .shared import SharedHash
+from .shared import SharedHash, decode_records
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +91,7 @@ class RevocationList:
         self._shared = SharedHash(redis, KEY, self._reload, path=path)
 
     def _reload(self, values: list[str]) -> None:
-        revs = []
-        for value in values:
-            try:
-                revs.append(Revocation(**json.loads(value)))
-            except (TypeError, ValueError):
-                logger.warning("ignoring a malformed revocation in Redis: %r", value)
-        self.list.replace(revs)
+        self.list.replace(decode_records(values, Revocation, "revocation"))
 
     async def add(self, rev: Revocation, now: float) -> None:
         self.list.add(rev, now)

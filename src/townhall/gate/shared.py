@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
@@ -25,6 +26,20 @@ from ..tasks import stop_task
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 1.0
+
+T = TypeVar("T")
+
+
+def decode_records(values: list[str], record: Callable[..., T], what: str) -> list[T]:
+    """``record(**json)`` of every stored value; malformed ones are logged and skipped."""
+    out: list[T] = []
+    for value in values:
+        try:
+            fields: Any = json.loads(value)
+            out.append(record(**fields))
+        except (TypeError, ValueError):
+            logger.warning("ignoring a malformed %s: %r", what, value)
+    return out
 
 
 class SharedHash:
