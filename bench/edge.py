@@ -204,10 +204,19 @@ class Edge:
 
     def pids(self) -> dict[str, int]:
         """``edge`` (the townhall process), ``varnishd`` (manager), ``varnish_worker`` (the
-        child that serves: ``cache-main``), ``varnishncsa`` when running."""
+        child that serves: ``cache-main``), ``varnishncsa`` when running; for an nginx edge
+        ``nginx`` (master) and ``nginx_worker``, ``nginx_worker2``, … (the event loops)."""
         found = {"edge": self.process.pid}
+        workers = 0
         for pid in descendants(self.process.pid):
             cmd, comm = command_of(pid), name_of(pid)
+            if comm == "nginx" or cmd.startswith("nginx"):
+                if _ppid(pid) == self.process.pid:
+                    found["nginx"] = pid
+                elif "cache" not in cmd:  # not the cache manager/loader processes
+                    workers += 1
+                    found["nginx_worker" if workers == 1 else f"nginx_worker{workers}"] = pid
+                continue
             if cmd.startswith("varnishncsa") or comm == "varnishncsa":
                 found["varnishncsa"] = pid
             elif comm == "varnishd" or cmd.startswith("varnishd"):
@@ -236,12 +245,20 @@ def _pump(stream: IO[str], out: queue.Queue[str]) -> None:
 
 @contextmanager
 def running_edge(
-    origin: str, keys: Path, redis_url: str | None = None, name: str = "bench-edge"
+    origin: str,
+    keys: Path,
+    redis_url: str | None = None,
+    name: str = "bench-edge",
+    kind: str = "varnish",
+    workers: int = 1,
 ) -> Iterator[Edge]:
-    """``townhall edge run`` in front of ``origin`` on a free loopback port; always stopped."""
+    """``townhall edge run`` in front of ``origin`` on a free loopback port; always stopped.
+    ``kind`` nginx runs ``workers`` worker processes."""
     port = free_port()
     cmd = [*TOWNHALL, "edge", "run", "--origin", origin, "--listen", f"{LOOPBACK}:{port}"]
-    cmd += ["--keys", str(keys), "--name", name, "--log-level", "warning"]
+    cmd += ["--keys", str(keys), "--name", name, "--log-level", "warning", "--kind", kind]
+    if kind == "nginx":
+        cmd += ["--workers", str(workers)]
     if redis_url:
         cmd += ["--redis", redis_url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

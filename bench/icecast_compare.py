@@ -1,5 +1,5 @@
-"""Listeners per server core: Icecast 2.4 vs townhall's edge (Varnish), same bit rate, same
-client generator package, same machine.
+"""Listeners per server core: Icecast 2.4 vs townhall's edges (nginx for the standard-HLS
+variant, Varnish for LL-HLS), same bit rate, same client generator package, same machine.
 
 * Icecast: Debian ``icecast2`` as an unprivileged child with a generated configuration, fed
   64 kb/s MP3 by ffmpeg; listeners from :mod:`townhall.loadgen.progressive` (one long GET each,
@@ -8,7 +8,10 @@ client generator package, same machine.
   process) behind ``townhall edge run``; listeners from :mod:`townhall.loadgen` through the edge
   in LL-HLS mode (hls.js low-latency cadence: a blocking reload and a part per part) and in
   standard-HLS mode (whole segments, a plain playlist reload per segment). CPU of varnishd's
-  worker process (``cache-main``).
+  worker process (``cache-main``). Then the same node behind ``townhall edge run --kind nginx
+  --workers 1``; listeners in ``std`` mode (the join answer's ``std_playlist_url``: the
+  standard-HLS variant with 4 s segments, the ticket as a listener link). CPU of nginx's one
+  worker process.
 
 listeners per core = listeners held without a stall ÷ server cores over the steady window;
 ``listeners_per_core_vs_icecast`` = townhall's edge figure ÷ Icecast's, per mode. Icecast's
@@ -50,24 +53,37 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def run(quick: bool) -> BenchResult:
     n_ice, n_ll, n_hls = (1000, 300, 1000) if quick else (3000, 1000, 3000)
+    n_std = 1000 if quick else 5000
     burst = 360 if quick else 1000
     result = BenchResult(
         NAME,
         f"listeners held without a stall per server core at 64 kb/s: Icecast 2.4 ({n_ice} "
         f"progressive listeners) vs townhall's Varnish edge (LL-HLS {n_ll}, standard HLS "
-        f"{n_hls}); Icecast join burst at {BURST_JOINS_PER_S:.0f}/s ({burst} listeners)",
+        f"{n_hls}) and nginx edge (standard-HLS variant, {n_std}); Icecast join burst at "
+        f"{BURST_JOINS_PER_S:.0f}/s ({burst} listeners)",
     )
     ice = _icecast(n_ice, burst, quick)
-    th = _townhall(n_ll, n_hls, quick)
+    th = _townhall(n_ll, n_hls, n_std, quick)
     ice_pc = ice["listeners_per_core"]
     ll_pc = th["ll-hls"]["listeners_per_edge_core"]
     hls_pc = th["hls"]["listeners_per_edge_core"]
-    vs = {"ll_hls": _ratio(ll_pc, ice_pc), "hls": _ratio(hls_pc, ice_pc)}
+    std_pc = th["std"]["listeners_per_edge_core"]
+    vs = {
+        "std_hls_nginx": _ratio(std_pc, ice_pc),
+        "ll_hls": _ratio(ll_pc, ice_pc),
+        "hls": _ratio(hls_pc, ice_pc),
+    }
     b = ice["burst"]
     result.figures += [
         Figure("Icecast listeners per core", ice_pc, "listeners/core"),
         Figure("edge (varnish worker) LL-HLS listeners per core", ll_pc, "listeners/core"),
         Figure("edge (varnish worker) standard-HLS listeners per core", hls_pc, "listeners/core"),
+        Figure("edge (nginx worker) standard-HLS variant listeners/core", std_pc, "listeners/core"),
+        Figure(
+            "listeners_per_core_vs_icecast, nginx standard-HLS variant (target ≥ 1.5)",
+            vs["std_hls_nginx"],
+            "x",
+        ),
         Figure("listeners_per_core_vs_icecast, LL-HLS (target ≥ 1.5)", vs["ll_hls"], "x"),
         Figure("listeners_per_core_vs_icecast, standard HLS (target ≥ 1.5)", vs["hls"], "x"),
         Figure("Icecast cores", ice["cores"], "cores"),
@@ -75,6 +91,7 @@ def run(quick: bool) -> BenchResult:
             "varnish worker cores, LL-HLS", th["ll-hls"]["cores"].get("varnish_worker"), "cores"
         ),
         Figure("varnish worker cores, std HLS", th["hls"]["cores"].get("varnish_worker"), "cores"),
+        Figure("nginx worker cores, std variant", th["std"]["cores"].get("nginx_worker"), "cores"),
         Figure("Icecast burst: listeners never served", float(b["listeners_never_served"]), ""),
         Figure("Icecast burst: first byte > 5 s", float(b["listeners_first_byte_after_5s"]), ""),
         Figure("Icecast burst: first byte p99", b["first_byte_s"]["p99"], "s"),
@@ -94,11 +111,17 @@ def run(quick: bool) -> BenchResult:
     result.notes += [
         "per-core figures divide the listeners held without a stall by the server's cores over "
         "the steady window (a linear extrapolation below saturation; each server's fixed cost "
-        "is included); the townhall figure counts only varnishd's worker process, as Icecast's "
-        "counts only icecast2 (the origin node's CPU is in raw.townhall)",
+        "is included); the townhall figures count only the serving process (nginx's one "
+        "worker, varnishd's worker), as Icecast's counts only icecast2 (the origin node's CPU "
+        "and the edges' other processes are in raw.townhall)",
         "LL-HLS costs 2 requests per 0.341 s part per listener; standard HLS ~1 playlist + 1 "
-        "segment per 2.048 s; Icecast one long response per listener (64 KB burst on "
-        "connect: its listeners start ~8 s behind live, LL-HLS ones ~1 s)",
+        "segment per 2.048 s; the standard-HLS variant (std.m3u8, nginx edge) ~1 playlist + 1 "
+        "segment per 4.096 s; Icecast one long response per listener (64 KB burst on "
+        "connect: its listeners start ~8 s behind live, LL-HLS ones ~1 s, standard-HLS "
+        "variant ones ~12 s)",
+        "listeners_per_core_vs_icecast in the JSON: the headline is the nginx standard-HLS "
+        "edge (the tier built for mass audiences); the Varnish LL-HLS and standard-HLS figures "
+        "stay beside it",
         "clients (both generators) run on the same 2 cores as the servers, next to other "
         "sessions' work: see machine_busy and loadavg in the raw runs",
     ]
@@ -133,8 +156,9 @@ def _icecast(listeners: int, burst: int, quick: bool) -> dict[str, Any]:
     }
 
 
-def _townhall(n_ll: int, n_hls: int, quick: bool) -> dict[str, Any]:
+def _townhall(n_ll: int, n_hls: int, n_std: int, quick: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    ramp, duration = (5.0, 20.0) if quick else (15.0, 40.0)
     with node_process(NAME) as node:
         stage = open_stage(node, 1)
         with speakers(stage.whip_url, [stage.seats[0].token], 600.0) as speaker_pid:
@@ -142,20 +166,30 @@ def _townhall(n_ll: int, n_hls: int, quick: bool) -> dict[str, Any]:
             with running_edge(node.url, node.data / "keys.json") as edge:
                 pids = {"origin": node.pid, "speakers": speaker_pid, **edge.pids()}
                 for mode, n in (("ll-hls", n_ll), ("hls", n_hls)):
-                    ramp, duration = (5.0, 20.0) if quick else (15.0, 40.0)
                     label = f"{NAME}-{mode}-{n}{'-quick' if quick else ''}"
                     rec = listeners_run(
                         label, stage.space_id, node.url, edge.url, n, ramp, duration, pids, mode
                     )
-                    held = held_without_stall(rec)
-                    rec["held_without_stall"] = held
-                    rec["listeners_per_edge_core"] = _per_core(
-                        held, rec["cores"].get("varnish_worker")
-                    )
-                    edge_total = sum(
-                        rec["cores"].get(k) or 0.0 for k in ("edge", "varnishd", "varnish_worker")
-                    )
-                    rec["edge_all_processes_cores"] = edge_total
-                    rec["listeners_per_edge_core_all_processes"] = _per_core(held, edge_total)
-                    out[mode] = rec
+                    out[mode] = _per_core_record(rec, "varnish_worker", ("edge", "varnishd"))
+            with running_edge(
+                node.url, node.data / "keys.json", name="bench-nginx", kind="nginx", workers=1
+            ) as edge:
+                pids = {"origin": node.pid, "speakers": speaker_pid, **edge.pids()}
+                label = f"{NAME}-std-{n_std}{'-quick' if quick else ''}"
+                rec = listeners_run(
+                    label, stage.space_id, node.url, edge.url, n_std, ramp, duration, pids, "std"
+                )
+                out["std"] = _per_core_record(rec, "nginx_worker", ("edge", "nginx"))
     return out
+
+
+def _per_core_record(rec: dict[str, Any], worker: str, others: tuple[str, ...]) -> dict[str, Any]:
+    """Listeners held per core of the serving process ``worker``, and per core of all the
+    edge's processes (``others``: manager, townhall's own process)."""
+    held = held_without_stall(rec)
+    rec["held_without_stall"] = held
+    rec["listeners_per_edge_core"] = _per_core(held, rec["cores"].get(worker))
+    edge_total = sum(rec["cores"].get(k) or 0.0 for k in (*others, worker))
+    rec["edge_all_processes_cores"] = edge_total
+    rec["listeners_per_edge_core_all_processes"] = _per_core(held, edge_total)
+    return rec

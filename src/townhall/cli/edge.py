@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ..edge.nginx import UNSUPPORTED
+from ..edge.nginx import NginxOptions, render_nginx
 from ..edge.run import EdgeRunConfig, run_edge, write_private
 from ..edge.settings import (
     EdgeSettings,
@@ -33,13 +33,11 @@ def _default_keys() -> Path:
 def _settings(origin: str, kind: str, keys: Path | None, name: str) -> EdgeSettings:
     if kind not in KINDS:
         fail(f"--kind must be one of {', '.join(KINDS)}")
-    if kind == "nginx":
-        fail(UNSUPPORTED, code=2)
     try:
         settings = build_settings(origin, load_edge_keys(keys or _default_keys()), name=name)
     except EdgeSettingsError as exc:
         fail(str(exc), code=2)
-    for kid in settings.skipped_kids:
+    for kid in settings.skipped_kids if kind == "varnish" else ():
         console.print(
             f"[yellow]warning:[/] key {kid!r} holds a zero byte and cannot be checked at the "
             "edge; tickets signed with it are refused there (listeners re-join for a new one)"
@@ -49,7 +47,11 @@ def _settings(origin: str, kind: str, keys: Path | None, name: str) -> EdgeSetti
 
 def edge_config(
     origin: str = typer.Option(..., "--origin", help="Origin base URL, e.g. http://10.0.0.5:8080."),
-    kind: str = typer.Option("varnish", "--kind", help="varnish (nginx: refused, see docs)."),
+    kind: str = typer.Option(
+        "varnish",
+        "--kind",
+        help="varnish (LL-HLS + standard HLS, JWT tickets) or nginx (standard HLS, links).",
+    ),
     out: Path = typer.Option(None, "--out", help="Write here (mode 0600) instead of stdout."),
     keys: Path = typer.Option(None, "--keys", help="Ticket keys [$TOWNHALL_DATA/keys.json]."),
     listen: str = typer.Option(
@@ -57,14 +59,22 @@ def edge_config(
     ),
     name: str = typer.Option("edge", "--name", help="Edge name, sent as X-Edge."),
 ) -> None:
-    """Write a ready edge configuration (VCL with the ticket keys embedded)."""
+    """Write a ready edge configuration: a VCL with the ticket keys embedded (varnish) or an
+    nginx.conf with the derived link keys (nginx)."""
     settings = _settings(origin, kind, keys, name)
-    text = render_vcl(settings)
+    if kind == "nginx":
+        try:
+            text = render_nginx(settings, NginxOptions(listen=listen or "0.0.0.0:8081"))
+        except ValueError as exc:
+            fail(str(exc), code=2)
+        hint = f"mkdir -p DIR && nginx -p DIR -c {out} -e stderr -g 'daemon off;'"
+    else:
+        text = render_vcl(settings)
+        hint = f"varnishd -F -a {listen or '0.0.0.0:6081'} -f {out} -s malloc,256m"
     if out is None:
         sys.stdout.write(text)
         return
     write_private(out, text)
-    hint = f"varnishd -F -a {listen or '0.0.0.0:6081'} -f {out} -s malloc,256m"
     console.print(f"wrote {out} (mode 0600); run it with: {hint}")
 
 
@@ -73,13 +83,17 @@ edge_app = typer.Typer(help="Run an edge cache in front of an origin.", no_args_
 
 @edge_app.callback()
 def _edge_group() -> None:
-    """Edge caches in front of an origin (Varnish)."""
+    """Edge caches in front of an origin (Varnish for LL-HLS, nginx for standard HLS)."""
 
 
 @edge_app.command("run")
 def run(
     origin: str = typer.Option(..., "--origin", help="Origin base URL, e.g. http://10.0.0.5:8080."),
-    kind: str = typer.Option("varnish", "--kind", help="varnish (nginx: refused, see docs)."),
+    kind: str = typer.Option(
+        "varnish",
+        "--kind",
+        help="varnish (LL-HLS + standard HLS, JWT tickets) or nginx (standard HLS, links).",
+    ),
     listen: str = typer.Option("127.0.0.1:6081", "--listen", help="HOST:PORT to serve on."),
     keys: Path = typer.Option(None, "--keys", help="Ticket keys [$TOWNHALL_DATA/keys.json]."),
     redis: str = typer.Option(
@@ -92,9 +106,13 @@ def run(
         envvar="TOWNHALL_OPS_KEY",
         help="Operator API key: enforce the origin's blocks and revocations (polled).",
     ),
+    workers: str = typer.Option(
+        "auto", "--workers", help="nginx worker processes (a number or auto; nginx only)."
+    ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
-    """Run varnishd (and the listener log shipper with --redis) until SIGTERM/SIGINT."""
+    """Run varnishd or nginx (and the listener log shipper with --redis) until
+    SIGTERM/SIGINT."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -103,8 +121,16 @@ def run(
         host, port = parse_listen(listen)
     except EdgeSettingsError as exc:
         fail(str(exc), code=2)
+    if workers != "auto" and not (workers.isdigit() and 0 < int(workers) <= 256):
+        fail(f"--workers must be auto or a number from 1 to 256, not {workers!r}", code=2)
     cfg = EdgeRunConfig(
-        settings=settings, listen_host=host, listen_port=port, redis_url=redis, ops_key=ops_key
+        settings=settings,
+        listen_host=host,
+        listen_port=port,
+        redis_url=redis,
+        ops_key=ops_key,
+        kind=kind,
+        workers=workers,
     )
     try:
         code = asyncio.run(_main(cfg))

@@ -70,7 +70,8 @@ def loadtest(
     mode: str = typer.Option(
         "ll-hls",
         "--mode",
-        help="ll-hls (blocking reloads + parts, like hls.js) or hls (whole segments).",
+        help="ll-hls (blocking reloads + parts, like hls.js), hls (whole segments of the "
+        "LL-HLS playlist) or std (the standard variant std.m3u8, 4 s segments).",
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No live progress display."),
 ) -> None:

@@ -20,8 +20,9 @@ from .seen import HllWrite, MediaFetched, SeenBatch
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
-COUNTED_PREFIXES = ("part", "seg")
-"""Media names whose fetch means "listening" (parts and segments)."""
+COUNTED_PREFIXES = ("part", "seg", "std")
+"""Media names whose fetch means "listening": parts and segments (``*.m4s``), LL-HLS and
+standard."""
 
 
 def varnishncsa_command(workdir: str, binary: str = "varnishncsa") -> list[str]:
@@ -43,7 +44,7 @@ def media_fetch(row: Row, name: str) -> MediaFetched | None:
     at, _source, outcome, _kind, subject, space = row
     if outcome not in (SERVED, MISS) or not subject or not space:
         return None
-    if not name.startswith(COUNTED_PREFIXES):
+    if not name.endswith(".m4s") or not name.startswith(COUNTED_PREFIXES):
         return None
     return MediaFetched(space=space, listener=subject, at=at)
 

@@ -90,6 +90,12 @@ class EdgeRunConfig:
     """Operator API key: poll the origin's block list and revocations into the VCL."""
     poll_interval: float = 2.0
     """Seconds between mitigation polls."""
+    kind: str = "varnish"
+    """``varnish`` (LL-HLS and standard HLS, JWT tickets) or ``nginx`` (standard HLS through
+    listener links: :mod:`townhall.edge.nginx`)."""
+    nginx: str = "nginx"
+    workers: str = "auto"
+    """nginx ``worker_processes``."""
 
 
 def write_private(path: Path, text: str) -> None:
@@ -137,11 +143,12 @@ def varnishd_command(cfg: EdgeRunConfig, workdir: Path, vcl: Path) -> list[str]:
     ]
 
 
-async def _wait_listening(host: str, port: int, proc: asyncio.subprocess.Process) -> None:
+async def wait_listening(host: str, port: int, proc: asyncio.subprocess.Process, what: str) -> None:
+    """Wait until ``proc`` (the cache server ``what``) accepts connections on host:port."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.returncode is not None:
-            raise EdgeSettingsError(f"varnishd exited with status {proc.returncode}")
+            raise EdgeSettingsError(f"{what} exited with status {proc.returncode}")
         with contextlib.suppress(OSError):
             _, writer = await asyncio.open_connection(host, port)
             writer.close()
@@ -149,10 +156,10 @@ async def _wait_listening(host: str, port: int, proc: asyncio.subprocess.Process
                 await writer.wait_closed()
             return
         await asyncio.sleep(0.05)
-    raise EdgeSettingsError(f"varnishd did not listen on {host}:{port} in {READY_TIMEOUT:.0f} s")
+    raise EdgeSettingsError(f"{what} did not listen on {host}:{port} in {READY_TIMEOUT:.0f} s")
 
 
-async def _stop(proc: asyncio.subprocess.Process | None, name: str) -> None:
+async def stop_process(proc: asyncio.subprocess.Process | None, name: str) -> None:
     if proc is None or proc.returncode is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -165,8 +172,12 @@ async def _stop(proc: asyncio.subprocess.Process | None, name: str) -> None:
 
 
 async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
-    """Run until ``stop`` is set or varnishd exits; returns varnishd's exit status (0 when
+    """Run until ``stop`` is set or the cache server exits; returns its exit status (0 when
     stopped on request)."""
+    if cfg.kind == "nginx":
+        from .nginx_run import run_nginx_edge
+
+        return await run_nginx_edge(cfg, stop)
     if shutil.which(cfg.varnishd) is None:
         raise EdgeSettingsError(f"{cfg.varnishd} not found: install the Debian package varnish")
     workdir = Path(tempfile.mkdtemp(prefix=f"townhall-edge-{cfg.settings.name}-"))
@@ -182,7 +193,7 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
         varnishd = await asyncio.create_subprocess_exec(
             *varnishd_command(cfg, workdir, vcl), stdin=asyncio.subprocess.DEVNULL
         )
-        await _wait_listening(cfg.listen_host, cfg.listen_port, varnishd)
+        await wait_listening(cfg.listen_host, cfg.listen_port, varnishd, "varnishd")
         logger.info(
             "edge %s serving on http://%s:%d (origin %s:%d)",
             cfg.settings.name,
@@ -195,7 +206,7 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
         if cfg.ops_key:
             poller = asyncio.create_task(_poll_mitigations(cfg, workdir))
-        print(f"edge {cfg.settings.name} ready on {_url(cfg)}", flush=True)
+        print(f"edge {cfg.settings.name} ready on {edge_url(cfg)}", flush=True)
         exited = asyncio.create_task(varnishd.wait())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -209,15 +220,15 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             poller.cancel()
             with contextlib.suppress(BaseException):
                 await poller
-        await _stop(ncsa, "varnishncsa")
+        await stop_process(ncsa, "varnishncsa")
         if shipper_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(shipper_task, 5)
-        await _stop(varnishd, "varnishd")
+        await stop_process(varnishd, "varnishd")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _url(cfg: EdgeRunConfig) -> str:
+def edge_url(cfg: EdgeRunConfig) -> str:
     host = f"[{cfg.listen_host}]" if ":" in cfg.listen_host else cfg.listen_host
     return f"http://{host}:{cfg.listen_port}"
 
@@ -226,17 +237,26 @@ async def _start_shipper(
     cfg: EdgeRunConfig, workdir: Path
 ) -> tuple[asyncio.subprocess.Process, asyncio.Task[None]]:
     """One varnishncsa and one reader for the listener counts and the watch's observations."""
-    assert cfg.redis_url is not None
-    redis = redis_client(cfg.redis_url)
     ncsa = await asyncio.create_subprocess_exec(
         *varnishncsa_command(str(workdir / "varnish"), cfg.varnishncsa),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
     )
     assert ncsa.stdout is not None
+    shipper, task = ship_stream(cfg, ncsa.stdout)
+    await wait_attached(cfg, shipper, task)
+    return ncsa, task
+
+
+def ship_stream(
+    cfg: EdgeRunConfig, stream: asyncio.StreamReader
+) -> tuple[LogShipper, asyncio.Task[None]]:
+    """The edge's one log reader over ``stream`` (observation lines), shipping to Redis."""
+    assert cfg.redis_url is not None
+    redis = redis_client(cfg.redis_url)
     shipper = LogShipper(redis, EdgeObserver(redis, cfg.settings.name, cfg.listen_port))
 
-    async def ship(stream: asyncio.StreamReader) -> None:
+    async def ship() -> None:
         try:
             await shipper.run(stream)
         except Exception:
@@ -245,9 +265,7 @@ async def _start_shipper(
             logger.info("log shipper read %d lines, counted %d", shipper.lines, shipper.counted)
             await redis.aclose()
 
-    task = asyncio.create_task(ship(ncsa.stdout))
-    await _wait_attached(cfg, shipper, task)
-    return ncsa, task
+    return shipper, asyncio.create_task(ship())
 
 
 async def _poll_mitigations(cfg: EdgeRunConfig, workdir: Path) -> None:
@@ -275,7 +293,7 @@ async def _poll_mitigations(cfg: EdgeRunConfig, workdir: Path) -> None:
     await MitigationPoller(api, cfg.ops_key, reload, interval=cfg.poll_interval).run()
 
 
-async def _wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.Task[None]) -> None:
+async def wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.Task[None]) -> None:
     """Send probe requests until the log reader has seen one: requests served from then on
     are all counted."""
     host = "127.0.0.1" if cfg.listen_host in ("0.0.0.0", "") else cfg.listen_host
@@ -283,7 +301,7 @@ async def _wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.
     deadline = time.monotonic() + READY_TIMEOUT
     while shipper.lines == 0:
         if task.done() or time.monotonic() > deadline:
-            raise EdgeSettingsError("varnishncsa did not start reading the edge's log")
+            raise EdgeSettingsError("the log reader did not start reading the edge's log")
         with contextlib.suppress(OSError):
             reader, writer = await asyncio.open_connection(host, cfg.listen_port)
             writer.write(b"GET /_edge/probe HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")

@@ -12,6 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 
+from ..auth.links import decode_subject
 from ..watch.edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_key
 
 MAX_PAYLOAD = 4096
@@ -42,9 +43,12 @@ class HllWrite:
 
 
 def listener_of(payload_b64: str) -> str | None:
-    """The ``sub`` of a base64url JWT payload, or None if it is not one."""
+    """The ``sub`` of a base64url JWT payload (what the Varnish edge logs), or of a listener
+    link's ``l:{sub64}`` (what the nginx edge logs); None if it is neither."""
     if not payload_b64 or len(payload_b64) > MAX_PAYLOAD:
         return None
+    if payload_b64.startswith("l:"):
+        return decode_subject(payload_b64[2:])
     try:
         raw = base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))
         claims = json.loads(raw)

@@ -15,9 +15,15 @@ DEFAULT_PART_TARGET = 0.512
 _PART_URI = re.compile(rb'URI="[^"]*?part([0-9]+)\.([0-9]+)\.m4s"')
 _HINT = b"#EXT-X-PRELOAD-HINT:"
 _PART_INF = re.compile(rb"#EXT-X-PART-INF:PART-TARGET=([0-9.]+)")
-_SEGMENT = re.compile(
-    rb"^#EXTINF:([0-9.]+),?[^\n]*\n(?:#[^\n]*\n)*[^#\n]*?seg([0-9]+)\.m4s", re.MULTILINE
-)
+_SEGMENTS = {
+    stem: re.compile(
+        rb"^#EXTINF:([0-9.]+),?[^\n]*\n(?:#[^\n]*\n)*[^#\n]*?" + stem + rb"([0-9]+)\.m4s",
+        re.MULTILINE,
+    )
+    for stem in (b"seg", b"std")
+}
+"""Segment URIs: ``seg{n}.m4s`` (the LL-HLS playlist's segments) and ``std{n}.m4s`` (the
+standard-HLS variant ``std.m3u8``)."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,10 @@ class SegmentView:
     """Media sequence number of the newest complete segment listed."""
 
 
-def segments(body: bytes) -> SegmentView:
-    """Complete segments (``seg{n}.m4s`` after an EXTINF) of a playlist; parts are ignored."""
-    found = [(float(m.group(1)), int(m.group(2))) for m in _SEGMENT.finditer(body)]
+def segments(body: bytes, stem: bytes = b"seg") -> SegmentView:
+    """Complete segments (``{stem}{n}.m4s`` after an EXTINF) of a playlist; parts are
+    ignored."""
+    found = [(float(m.group(1)), int(m.group(2))) for m in _SEGMENTS[stem].finditer(body)]
     if not found:
         return SegmentView(DEFAULT_PART_TARGET * DEFAULT_PARTS_PER_SEGMENT, None, None)
     return SegmentView(found[-1][0], found[0][1], found[-1][1])

@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 KINDS = ("join", "playlist", "blocking", "init", "part", "segment")
 """Request kinds: join POST, plain playlist, blocking playlist reload, init section, part,
 whole segment (standard-HLS mode)."""
-MODES = ("ll-hls", "hls")
-"""Listener cadences: hls.js low-latency (parts, blocking reloads) or standard HLS (whole
-segments, a plain playlist reload once per segment, like non-LL players)."""
+MODES = ("ll-hls", "hls", "std")
+"""Listener cadences: hls.js low-latency (parts, blocking reloads); standard HLS over the
+LL-HLS playlist (whole 2 s segments, a plain playlist reload once per segment, like non-LL
+players); standard HLS over the standard variant (``std_playlist_url`` of the join answer:
+``std.m3u8`` and its 4 s ``std{n}.m4s`` segments, what an nginx edge serves)."""
 HOLD_BACK_SEGMENTS = 3
 """Standard HLS: a player starts this many segments behind the newest (HOLD-BACK = 3 x
 target duration)."""
@@ -159,7 +161,9 @@ class Worker:
             self.active += 1
             try:
                 if self.plan.mode == "hls":
-                    await self._play_segments(number, source, base, conns)
+                    await self._play_segments(number, source, base, conns, "live.m3u8", b"seg")
+                elif self.plan.mode == "std":
+                    await self._play_segments(number, source, base, conns, "std.m3u8", b"std")
                 else:
                     await self._play(number, source, base, conns)
             finally:
@@ -216,7 +220,8 @@ class Worker:
                 continue
             if r is not None and r.status == 200:
                 try:
-                    url = str(json.loads(r.body)["playlist_url"])
+                    key = "std_playlist_url" if self.plan.mode == "std" else "playlist_url"
+                    url = str(json.loads(r.body)[key])
                 except (ValueError, KeyError, TypeError):
                     self.counters.errors["join:bad_body"] += 1
                     self.failed_joins += 1
@@ -306,13 +311,19 @@ class Worker:
             next_pos += 1
 
     async def _play_segments(
-        self, number: int, source: str | None, base: tuple[Origin, str], conns: list[Connection]
+        self,
+        number: int,
+        source: str | None,
+        base: tuple[Origin, str],
+        conns: list[Connection],
+        playlist: str,
+        stem: bytes,
     ) -> None:
         """Standard HLS: a plain playlist reload once per segment duration (half of it when
         nothing new was listed), init once, then every new complete segment in order, starting
         :data:`HOLD_BACK_SEGMENTS` behind the newest."""
         origin, prefix = base
-        live = prefix + "live.m3u8"
+        live = prefix + playlist
         player: Playout | None = None
         init_loaded = False
         next_msn: int | None = None
@@ -322,7 +333,7 @@ class Worker:
             if r is None or r.status != 200:
                 await self._backoff()
                 continue
-            view = segments(r.body)
+            view = segments(r.body, stem)
             if view.first is None or view.last is None:
                 await self._backoff()
                 continue
@@ -342,7 +353,7 @@ class Worker:
                 next_msn = max(view.first, view.last - HOLD_BACK_SEGMENTS + 1)
             fetched = False
             while next_msn <= view.last and time.time() < self.end:
-                target = f"{prefix}seg{next_msn}.m4s"
+                target = f"{prefix}{stem.decode()}{next_msn}.m4s"
                 r = await self._request("segment", origin, source, conns, "GET", target)
                 if r is None or r.status != 200:
                     await self._backoff()
