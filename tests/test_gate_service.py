@@ -281,7 +281,7 @@ async def test_fast_path_answers_what_the_route_answers(env: Env) -> None:
         )
     assert fast.status_code == routed.status_code == 200
     assert fast.json().keys() == routed.json().keys() == {
-        "listener_id", "ticket", "expires_at", "playlist_url", "state_url"
+        "listener_id", "ticket", "expires_at", "playlist_url", "std_playlist_url", "state_url"
     }  # fmt: skip
     for r in (fast, routed):
         assert r.headers["content-type"] == "application/json"
@@ -291,6 +291,15 @@ async def test_fast_path_answers_what_the_route_answers(env: Env) -> None:
         assert claims.grants == frozenset({Grant.LISTEN}) and claims.subject == body["listener_id"]
         assert claims.expires_at == body["expires_at"]
         assert body["playlist_url"].endswith(f"/hls/{sid}/t/{body['ticket']}/live.m3u8")
+        # the listener link is the same admission: same listener, ticket id and expiry
+        prefix, link = body["std_playlist_url"].split(f"/hls/{sid}/l/")
+        assert prefix == env.svc.config.base_url and link.endswith("/std.m3u8")
+        verified = env.svc.verify_link(link.removesuffix("/std.m3u8"), space_id=sid)
+        assert (verified.subject, verified.token_id, verified.expires_at) == (
+            claims.subject,
+            claims.token_id,
+            claims.expires_at,
+        )
     # unusual bodies go to the route, which explains
     async with env.client() as c:
         r = await c.post(f"/api/spaces/{sid}/join", json={"oops": 1})

@@ -123,6 +123,11 @@ class JoinResponse(BaseModel):
     ticket: str
     expires_at: int
     playlist_url: str
+    std_playlist_url: str | None = Field(
+        description="The standard-HLS playlist (longer segments, no LL-HLS) through a listener "
+        "link: the same admission as the ticket (same listener, ticket id and expiry). Null "
+        "when the listener id is too long for a link (over 129 bytes)."
+    )
     state_url: str
 
 

@@ -75,6 +75,11 @@ class TokenIssuer:
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
 
+    @property
+    def keyring(self) -> Keyring:
+        """The keys this issuer signs and verifies with (listener links verify with them too)."""
+        return self._keyring
+
     def issue(
         self,
         *,

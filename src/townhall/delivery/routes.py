@@ -1,9 +1,12 @@
-"""The LL-HLS origin: playlists with blocking reload, immutable parts and segments, replay.
+"""The LL-HLS origin: playlists with blocking reload, immutable parts and segments, replay,
+and a standard-HLS variant of the live programme (``std.m3u8``, ``std{k}.m4s``).
 
-Paths: ``/hls/{space}/{name}`` and the ticketed form ``/hls/{space}/t/{ticket}/{name}``,
-where relative URIs in the playlist keep the ticket for every later request (works in hls.js,
-Safari, ffmpeg and VLC without cookies). An edge verifies the ticket and strips it from its
-cache key so all listeners share one cached copy.
+Paths: ``/hls/{space}/{name}``, the ticketed form ``/hls/{space}/t/{ticket}/{name}`` and the
+listener-link form ``/hls/{space}/l/{kid}/{exp}/{sub64}/{jti}/{mac}/{name}``
+(:mod:`townhall.auth.links`: what an nginx edge can check), where relative URIs in the
+playlist keep the ticket or link for every later request (works in hls.js, Safari, ffmpeg and
+VLC without cookies). An edge verifies the ticket or link and strips it from its cache key so
+all listeners share one cached copy.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from ..api.problems import Problem
 from ..api.routes_revocations import is_revoked
 from ..api.services import Services
 from ..auth import Grant, TokenError
+from ..auth.links import EXP_RE, JTI_RE, KID_RE, MAC_RE, SUB64_RE
 from ..cluster import was_forwarded
 from ..packaging import Readiness
 from ..spaces import SpaceState, Visibility
@@ -41,7 +45,8 @@ router = APIRouter(prefix="/hls", tags=["media"])
 
 MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "A playlist (live or replay), an init section, a segment or a part",
+        "description": "A playlist (live, standard or replay), an init section, a segment, "
+        "a part or a standard segment",
         "content": {
             h.PLAYLIST_TYPE: {"schema": {"type": "string"}},
             h.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
@@ -52,7 +57,15 @@ MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
 SpaceId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 Name = Annotated[str, Path(min_length=1, max_length=40)]
 Ticket = Annotated[str, Path(min_length=10, max_length=2048)]
+LinkKid = Annotated[str, Path(min_length=1, max_length=64, pattern=rf"^{KID_RE}$")]
+LinkExp = Annotated[str, Path(min_length=1, max_length=12, pattern=rf"^{EXP_RE}$")]
+LinkSub = Annotated[str, Path(min_length=1, max_length=172, pattern=rf"^{SUB64_RE}$")]
+LinkJti = Annotated[str, Path(min_length=1, max_length=32, pattern=rf"^{JTI_RE}$")]
+LinkMac = Annotated[str, Path(min_length=22, max_length=22, pattern=rf"^{MAC_RE}$")]
 Directive = Annotated[str | None, Query(max_length=20)]
+
+_COUNTED = frozenset({"part", "segment", "standard_segment"})
+"""Media requests that count a listener as active."""
 
 
 @router.get(
@@ -68,6 +81,9 @@ async def media(
     hls_msn: Annotated[Directive, Query(alias="_HLS_msn")] = None,
     hls_part: Annotated[Directive, Query(alias="_HLS_part")] = None,
 ) -> Response:
+    """``live.m3u8`` (LL-HLS; ``_HLS_msn``/``_HLS_part`` make a blocking reload),
+    ``std.m3u8`` (standard HLS, no blocking reload: ``_HLS_msn``/``_HLS_part`` are ignored),
+    ``replay.m3u8``, ``init.mp4``, ``seg{msn}.m4s``, ``part{msn}.{i}.m4s``, ``std{k}.m4s``."""
     return await _serve(request, space_id, name, None, hls_msn, hls_part)
 
 
@@ -85,7 +101,35 @@ async def ticketed_media(
     hls_msn: Annotated[Directive, Query(alias="_HLS_msn")] = None,
     hls_part: Annotated[Directive, Query(alias="_HLS_part")] = None,
 ) -> Response:
+    """The same media as ``/hls/{space_id}/{name}``, with a listener ticket (a JWT)."""
     return await _serve(request, space_id, name, ticket, hls_msn, hls_part)
+
+
+@router.get(
+    "/{space_id}/l/{kid}/{exp}/{sub64}/{jti}/{mac}/{name}",
+    summary="Live or replay media with a listener link",
+    response_class=Response,
+    responses=MEDIA_RESPONSES,
+)
+async def linked_media(
+    request: Request,
+    space_id: SpaceId,
+    kid: LinkKid,
+    exp: LinkExp,
+    sub64: LinkSub,
+    jti: LinkJti,
+    mac: LinkMac,
+    name: Name,
+    hls_msn: Annotated[Directive, Query(alias="_HLS_msn")] = None,
+    hls_part: Annotated[Directive, Query(alias="_HLS_part")] = None,
+) -> Response:
+    """The same media as ``/hls/{space_id}/{name}``, with a listener link (the join answer's
+    ``std_playlist_url``): the admission of a listener ticket written as path segments an
+    nginx edge can check (``secure_link``); see :mod:`townhall.auth.links`. Refused like a
+    ticket: 401 ``malformed_token``, ``unknown_key``, ``bad_signature`` (also a link for
+    another space), ``expired_token``, ``revoked_token``."""
+    link = f"{kid}/{exp}/{sub64}/{jti}/{mac}"
+    return await _serve(request, space_id, name, None, hls_msn, hls_part, link=link)
 
 
 async def _serve(
@@ -95,6 +139,8 @@ async def _serve(
     ticket: str | None,
     hls_msn: str | None,
     hls_part: str | None,
+    *,
+    link: str | None = None,
 ) -> Response:
     """Serve, and tell the watch what was answered."""
     svc: Services = request.app.state.services
@@ -102,7 +148,7 @@ async def _serve(
     source = request.client.host if request.client else "unknown"
     subject: str | None = None
     try:
-        subject = _listener(request, svc, space_id, ticket)
+        subject = _listener(request, svc, space_id, ticket, link)
         response = await _serve_checked(request, svc, space_id, name, subject, hls_msn, hls_part)
     except TokenError as err:
         svc.observe(Observation(svc.clock(), kind, source, ticket_outcome(err), None, space_id))
@@ -150,7 +196,7 @@ async def _serve_checked(
         ended = space.state is SpaceState.ENDED
         origin = await svc.cluster.remote_origin(request, space_id, ended=ended)
         if origin is not None:  # another node runs (or recorded) this space
-            if parsed.kind in ("part", "segment"):
+            if parsed.kind in _COUNTED:
                 _touch(request, svc, space_id, listener)
             return await svc.cluster.forward(request, origin)
     if parsed.kind == "replay":
@@ -175,11 +221,17 @@ async def _serve_checked(
                 headers={"Retry-After": "1"},
             )
         raise Problem(404, "the space is not live on this node", code="not_live")
-    if parsed.kind in ("part", "segment") and not was_forwarded(request):
+    if parsed.kind in _COUNTED and not was_forwarded(request):
         _touch(request, svc, space_id, listener)  # forwarded ones were counted by the sender
     match parsed.kind:
         case "live":
             return await _playlist(programme, hls_msn, hls_part)
+        case "standard":  # no blocking reload: _HLS_msn/_HLS_part are ignored
+            return Response(
+                programme.standard_playlist_text(),
+                media_type=h.PLAYLIST_TYPE,
+                headers={"Cache-Control": h.STANDARD_PLAYLIST},
+            )
         case "init":
             return Response(
                 programme.get_init(),
@@ -196,6 +248,8 @@ async def _serve_checked(
             if data is None and await _await_hinted(programme, parsed.msn, parsed.part):
                 data = programme.get_part(parsed.msn, parsed.part)
             return _media(data, name)
+        case "standard_segment":
+            return _media(programme.get_standard_segment(parsed.msn), name)
     raise Problem(404, f"no media named {name!r}", code="no_such_media")
 
 
@@ -206,13 +260,20 @@ def _touch(request: Request, svc: Services, space_id: str, listener: str | None)
     svc.listeners.touch(space_id, listener, svc.clock())
 
 
-def _listener(request: Request, svc: Services, space_id: str, ticket: str | None) -> str | None:
-    if ticket is None:
+def _listener(
+    request: Request, svc: Services, space_id: str, ticket: str | None, link: str | None
+) -> str | None:
+    if link is not None:  # a link carries only the listen grant, for the space it names
+        verified = svc.verify_link(link, space_id=space_id)
+        subject, token_id = verified.subject, verified.token_id
+    elif ticket is not None:
+        claims = svc.verify(ticket, space_id=space_id, grant=Grant.LISTEN)
+        subject, token_id = claims.subject, claims.token_id
+    else:
         return None
-    claims = svc.verify(ticket, space_id=space_id, grant=Grant.LISTEN)
-    if is_revoked(request.app, claims.subject, claims.token_id):
+    if is_revoked(request.app, subject, token_id):
         raise TokenError("revoked_token", "this ticket was revoked; join again")
-    return claims.subject
+    return subject
 
 
 async def _playlist(programme: object, hls_msn: str | None, hls_part: str | None) -> Response:

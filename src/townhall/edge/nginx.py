@@ -24,9 +24,9 @@ What the configuration does, in request order:
   requester's link path (the origin checks it again). Concurrent misses wait on
   ``proxy_cache_lock`` (one origin fetch per object); an expired playlist is refreshed in
   the background while listeners get the previous copy (``use_stale updating``), so no
-  listener ever waits for a playlist (media and errors are never served stale). TTLs are set here, not taken from the origin:
-  playlists 1 s, media 10 min (LRU-evicted, immutable anyway), 400/404/5xx 1 s;
-  401/403/429 from the origin are never cached.
+  listener ever waits for a playlist (media and errors are never served stale). TTLs are
+  set here, not taken from the origin: playlists 1 s, media 10 min (LRU-evicted,
+  immutable anyway), 400/404/5xx 1 s; 401/403/429 from the origin are never cached.
 * ``GET /api/spaces/{id}/state`` is cached 1 s (query dropped); other paths pass through
   unbuffered (API calls, server-sent events).
 * Every ``/hls/`` request except a playlist served from cache is logged to ``access.log``
@@ -212,12 +212,14 @@ def _link_block(names: str, ttl: str) -> str:
     )
 
 
-_STALE_PLAYLIST = """            # An expired playlist is refreshed in the background; meanwhile (and while the
-            # origin is away) listeners get the previous copy instead of waiting.
+_STALE_PLAYLIST = """\
+            # An expired playlist is refreshed in the background; meanwhile (and while
+            # the origin is away) listeners get the previous copy instead of waiting.
             proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;
             proxy_cache_background_update on;"""
-_STALE_MEDIA = """            # Media never changes once it exists; a cached 404 is never served stale (the
-            # segment may exist now).
+_STALE_MEDIA = """\
+            # Media never changes once it exists; a cached 404 is never served stale
+            # (the segment may exist now).
             proxy_cache_use_stale off;"""
 
 

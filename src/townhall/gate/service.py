@@ -7,6 +7,9 @@ concurrency limit is shed (503 + Retry-After), one over a rate limit is refused 
 Retry-After); then the space is read (the 0.5 s cache), and the waiting room admits
 (200 + listener ticket) or places (202 + position, ETA, polite ``poll_after`` and a signed
 queue ticket). Every answer is reported to the watch.
+
+An admission carries the listener ticket twice: as a JWT in ``playlist_url`` (LL-HLS) and as
+a listener link in ``std_playlist_url`` (standard HLS, for edges that check links).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from .queue_ticket import DRAW_SCALE, QueueTicket, QueueTicketError, QueueTicket
 from .revocations import RevocationList
 from .room_store import MemoryRooms, RedisRooms, RoomStore, Settings
 from .shedding import AdaptiveLimit
-from .ticket_signer import ListenerTicketSigner
+from .ticket_signer import ListenerLinkSigner, ListenerTicketSigner
 
 if TYPE_CHECKING:
     from ..watch.redis_counts import ListenerTally
@@ -174,6 +177,7 @@ class Gate:
         )
         self.shed = AdaptiveLimit(initial=64, min_limit=8, max_limit=1024)
         self.tickets = ListenerTicketSigner(keyring.active, config.ticket_ttl)
+        self.links = ListenerLinkSigner(keyring.active)
         self.queue = QueueTicketSigner(
             {k.kid: k.secret for k in keyring.keys()}, keyring.active.kid
         )
@@ -190,6 +194,7 @@ class Gate:
         self._active: dict[str, tuple[float, int]] = {}
         base = config.base_url
         self._playlist = base + "/hls/{}/t/{}/live.m3u8"
+        self._std_playlist = base + "/hls/{}/l/{}/std.m3u8"
         self._state = base + "/api/spaces/{}/state"
 
     async def start(self) -> None:
@@ -346,6 +351,8 @@ class Gate:
 
     def _admit(self, space_id: str, listener_id: str, now: float, jti: bytes) -> Answer:
         ticket, expires = self.tickets.issue(listener_id, space_id, now, jti)
+        link = self.links.sign(listener_id, space_id, jti, expires)  # the same admission
+        std_url = None if link is None else self._std_playlist.format(space_id, link)
         return _ok(
             200,
             {
@@ -353,6 +360,7 @@ class Gate:
                 "ticket": ticket,
                 "expires_at": expires,
                 "playlist_url": self._playlist.format(space_id, ticket),
+                "std_playlist_url": std_url,
                 "state_url": self._state.format(space_id),
             },
             ADMITTED,

@@ -6,6 +6,9 @@ the same claim layout, so the header is encoded once, the payload is one ``json.
 the signature is a copy of a keyed HMAC-SHA256 state. The result is an ordinary HS256 JWT
 with the same claims (``iss``, ``sub``, ``sid``, ``grants``, ``iat``, ``exp``, ``jti``) and
 the same ``kid``: :meth:`TokenIssuer.verify`, the HLS routes and the edges accept it as is.
+
+The same admission as a listener link (:mod:`townhall.auth.links`) is signed by
+:class:`ListenerLinkSigner`, with the link key derived once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ import os
 import orjson
 
 from ..auth import SigningKey
+from ..auth.links import encode_subject, link_key, link_mac
 from ..auth.tokens import ALGORITHM, ISSUER
+
+MAX_LINK_SUBJECT = 172
+"""Longest ``sub64`` a link carries (``SUB64_RE``: up to 129 bytes of listener id)."""
 
 
 def _b64(raw: bytes) -> bytes:
@@ -59,3 +66,25 @@ class ListenerTicketSigner:
         mac = self._mac.copy()
         mac.update(signing_input)
         return (signing_input + b"." + _b64(mac.digest())).decode("ascii"), expires
+
+
+class ListenerLinkSigner:
+    """Signs listener links byte-for-byte like :func:`townhall.auth.links.sign_link`, with the
+    active key's link key derived once (one MD5 per join)."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self._kid = key.kid
+        self._link_key = link_key(key)
+
+    def sign(self, subject: str, space_id: str, jti: bytes, exp: int) -> str | None:
+        """The link segments ``{kid}/{exp}/{sub64}/{jti}/{mac}`` for the listener ticket whose
+        ``jti`` is these 9 bytes (as :meth:`ListenerTicketSigner.issue` got them) and whose
+        expiry is ``exp``; None when the listener id is too long for a link."""
+        sub64 = encode_subject(subject)
+        if len(sub64) > MAX_LINK_SUBJECT:
+            return None
+        token_id = _b64(jti).decode("ascii")
+        mac = link_mac(
+            self._link_key, space_id=space_id, kid=self._kid, exp=exp, sub64=sub64, jti=token_id
+        )
+        return f"{self._kid}/{exp}/{sub64}/{token_id}/{mac}"

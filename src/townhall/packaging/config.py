@@ -26,6 +26,8 @@ class PackagingConfig:
     """Sample rate of the mix and of the encoded stream (also the fMP4 media timescale)."""
     window_segments: int = 6
     """Complete segments listed in the live playlist (and kept in the memory ring)."""
+    standard_group: int = 2
+    """LL-HLS segments per standard-HLS segment (``std.m3u8``): 2 x 2.048 s = 4.096 s."""
     part_hold_back_parts: float = 3.0
     """PART-HOLD-BACK in units of the part target duration (RFC 8216bis: at least 2, SHOULD 3)."""
     fsync: bool = True
@@ -36,6 +38,8 @@ class PackagingConfig:
             raise ValueError("part_frames and parts_per_segment must be >= 1")
         if self.window_segments < 1:
             raise ValueError("window_segments must be >= 1")
+        if self.standard_group < 1:
+            raise ValueError("standard_group must be >= 1")
         if self.part_hold_back_parts < 2.0:
             raise ValueError("PART-HOLD-BACK must be at least twice the part target (RFC 8216bis)")
         if self.sample_rate <= 0 or self.bitrate <= 0:
@@ -60,6 +64,11 @@ class PackagingConfig:
     def segment_duration(self) -> float:
         """Nominal segment duration in seconds."""
         return self.segment_frames * AAC_FRAME_SAMPLES / self.sample_rate
+
+    @property
+    def standard_segment_duration(self) -> float:
+        """Nominal standard-HLS segment duration in seconds."""
+        return self.standard_group * self.segment_duration
 
     @property
     def part_hold_back(self) -> float:

@@ -2,7 +2,8 @@
 
 Holds the live playlist, a memory ring of recent parts and segments and the init section; records
 every segment to disk (off the event loop) as it completes; lets HTTP handlers wait for a part
-(blocking playlist reload) without polling.
+(blocking playlist reload) without polling. Beside the LL-HLS playlist it keeps the standard-HLS
+one (``std.m3u8``, longer segments made of whole LL-HLS segments) and a ring of its segments.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from townhall.packaging.recorder import (
     read_timescale,
     recover,
 )
+from townhall.packaging.standard import StandardPlaylist, StandardSegment
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +79,23 @@ class ProgrammeStore:
             first_msn=first_msn,
             discontinuity_sequence=discontinuity_sequence,
         )
+        self.standard = StandardPlaylist(
+            group=self.config.standard_group,
+            nominal_segment_duration=self.config.segment_duration,
+            first_msn=first_msn,
+            discontinuity_sequence=discontinuity_sequence,
+        )
+        """The standard-HLS playlist (``std.m3u8``), fed the same segments."""
         self._timescale = read_timescale(self.directory)
         self._parts: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._segments: OrderedDict[int, bytes] = OrderedDict()
+        self._std_members: list[bytes] = []  # bytes of the open standard segment's members
+        self._std_segments: OrderedDict[int, bytes] = OrderedDict()
         self._changed = asyncio.Condition()
         self._disk_lock = asyncio.Lock()
         self._ended = False
         self._text_cache: str | None = None
+        self._std_text_cache: str | None = None
         self._write_behind = write_behind
         self._disk_queue: asyncio.Queue[tuple[RecordedSegment, bytes]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -160,23 +172,38 @@ class ProgrammeStore:
             self._parts.popitem(last=False)
 
     def _apply_segment(self, event: SegmentReady) -> RecordedSegment:
-        self.playlist.complete_segment(event.msn, segment_uri(event.msn))
+        segment = self.playlist.complete_segment(event.msn, segment_uri(event.msn))
         self._segments[event.msn] = event.data
         while len(self._segments) > self.config.window_segments:
             self._segments.popitem(last=False)
+        self._std_members.append(event.data)
+        self._keep_standard(self.standard.add(segment))
         ticks = round(event.duration * self._timescale)
         return RecordedSegment(
             event.msn, event.pdt, event.base_decode_time, ticks, self._timescale, len(event.data)
         )
 
+    def _keep_standard(self, std: StandardSegment | None) -> None:
+        """Keep a just completed standard segment's bytes (its members', concatenated)."""
+        if std is None:
+            return
+        self._std_segments[std.seq] = b"".join(self._std_members)
+        self._std_members = []
+        while len(self._std_segments) > self.standard.window:
+            self._std_segments.popitem(last=False)
+        self._std_text_cache = None
+
     async def finish(self) -> None:
-        """Mark the programme ended (live playlist gets EXT-X-ENDLIST, waiters wake) and write
-        the VOD playlist ``replay.m3u8`` once every pending segment is on disk.
+        """Mark the programme ended (live playlists get EXT-X-ENDLIST, the trailing standard
+        segment is closed, waiters wake) and write the VOD playlist ``replay.m3u8`` once every
+        pending segment is on disk.
         Flush the packager (``ProgrammePackager.finish``) and publish its events first."""
         if self._ended:
             return
         self._ended = True
+        self._keep_standard(self.standard.finish())
         self._text_cache = None
+        self._std_text_cache = None
         async with self._changed:
             self._changed.notify_all()
         if self._writer is not None:
@@ -205,6 +232,12 @@ class ProgrammeStore:
         if self._text_cache is None:
             self._text_cache = self.playlist.render(ended=self._ended)
         return self._text_cache
+
+    def standard_playlist_text(self) -> str:
+        """Current standard-HLS playlist (``std.m3u8``)."""
+        if self._std_text_cache is None:
+            self._std_text_cache = self.standard.render(ended=self._ended)
+        return self._std_text_cache
 
     def vod_text(self) -> str | None:
         """``replay.m3u8`` once the programme has finished, else None."""
@@ -264,6 +297,23 @@ class ProgrammeStore:
             return path.read_bytes()
         except FileNotFoundError:
             return None
+
+    def get_standard_segment(self, seq: int) -> bytes | None:
+        """A complete standard segment from memory, else rebuilt from its members (memory or
+        the recording on disk); None if it is not complete or a member is missing."""
+        data = self._std_segments.get(seq)
+        if data is not None:
+            return data
+        members = self.standard.members(seq)
+        if members is None:
+            return None
+        chunks: list[bytes] = []
+        for msn in members:
+            chunk = self.get_segment(msn)
+            if chunk is None:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @classmethod
     def recover(
