@@ -52,7 +52,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def run(quick: bool) -> BenchResult:
-    n_ice, n_ll, n_hls = (1000, 300, 1000) if quick else (3000, 1000, 3000)
+    n_ice, n_ll, n_hls = (1000, 300, 1000) if quick else (5000, 1000, 3000)
     n_std = 1000 if quick else 5000
     burst = 360 if quick else 1000
     result = BenchResult(
