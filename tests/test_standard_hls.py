@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 import httpx
@@ -252,3 +255,65 @@ async def test_ffmpeg_plays_the_standard_playlist_live(live: Live, http: httpx.A
     pcm = np.frombuffer(stdout, np.int16).astype(np.float64)
     assert len(pcm) / RATE == pytest.approx(6.0, abs=0.05)
     assert _tone_ratio(pcm[-2 * RATE :], 440) > 50
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx-light")
+async def test_ffmpeg_plays_the_standard_playlist_through_an_nginx_edge(
+    live: Live, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """``townhall edge run --kind nginx`` in front of the node: the link is checked at the
+    edge, the audio is heard through it, and a second listener's segments are cache hits."""
+    from test_edge_varnish import start_edge
+
+    edge = start_edge(
+        live.node.url, live.node.data / "keys.json", tmp_path / "edge.log", "--kind", "nginx"
+    )
+    try:
+        sid = live.space["id"]
+        joined = (await http.post(f"/api/spaces/{sid}/join")).json()
+        url = urlsplit(joined["std_playlist_url"])
+        via_edge = f"{edge.url}{url.path}"
+        proc = await asyncio.create_subprocess_exec(
+            FFMPEG,
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            via_edge,
+            "-t",
+            "6",
+            "-f",
+            "s16le",
+            "-ac",
+            "1",
+            "-ar",
+            str(RATE),
+            "-",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        assert proc.returncode == 0, stderr.decode()
+        pcm = np.frombuffer(stdout, np.int16).astype(np.float64)
+        assert len(pcm) / RATE == pytest.approx(6.0, abs=0.05)
+        assert _tone_ratio(pcm[-2 * RATE :], 440) > 50
+
+        second = (await http.post(f"/api/spaces/{sid}/join")).json()
+        prefix = f"{edge.url}{urlsplit(second['std_playlist_url']).path.rsplit('/', 1)[0]}"
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            r = await client.get(f"{prefix}/std.m3u8")
+            assert r.status_code == 200 and r.headers["x-edge"] == "e1"
+            names = [s.uri for s in m3u8.loads(r.text).segments]
+            first = await client.get(f"{prefix}/{names[-1]}")
+            again = await client.get(f"{prefix}/{names[-1]}")
+            assert first.status_code == again.status_code == 200
+            assert again.headers["x-edge-cache"] == "hit" and again.content == first.content
+            r = await client.get(f"{edge.url}{url.path.replace(sid, sid + 'x', 1)}")
+            _problem(r, 401, "bad_signature")  # a link is bound to its space, at the edge
+    finally:
+        assert edge.stop() == 0, (tmp_path / "edge.log").read_text()
