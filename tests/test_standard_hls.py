@@ -317,3 +317,56 @@ async def test_ffmpeg_plays_the_standard_playlist_through_an_nginx_edge(
             _problem(r, 401, "bad_signature")  # a link is bound to its space, at the edge
     finally:
         assert edge.stop() == 0, (tmp_path / "edge.log").read_text()
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx-light")
+async def test_nginx_edge_enforces_the_operators_blocks_and_revocations(
+    live: Live, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """``edge run --kind nginx --ops-key``: a revocation or block made at the node reaches
+    the edge's configuration (rewritten, nginx reloaded) and is refused there."""
+    from test_edge_varnish import start_edge
+
+    edge = start_edge(
+        live.node.url,
+        live.node.data / "keys.json",
+        tmp_path / "edge.log",
+        "--kind",
+        "nginx",
+        "--ops-key",
+        live.operator,
+        name="guard",
+    )
+    try:
+        sid = live.space["id"]
+        kept, revoked = [(await http.post(f"/api/spaces/{sid}/join")).json() for _ in range(2)]
+        url_of = {
+            j["listener_id"]: f"{edge.url}{urlsplit(j['std_playlist_url']).path}"
+            for j in (kept, revoked)
+        }
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            for url in url_of.values():
+                assert (await client.get(url)).status_code == 200
+            ops = auth(live.operator)
+            r = await http.post(
+                "/ops/revocations", json={"subject": revoked["listener_id"]}, headers=ops
+            )
+            assert r.status_code == 201, r.text
+            r = await http.post("/ops/blocks", json={"network": "127.0.0.99/32"}, headers=ops)
+            assert r.status_code == 201, r.text
+            deadline = time.monotonic() + 15
+            while True:
+                r = await client.get(url_of[revoked["listener_id"]])
+                if r.status_code == 401:
+                    break
+                assert time.monotonic() < deadline, "the revocation did not reach the edge"
+                await asyncio.sleep(0.25)
+            _problem(r, 401, "revoked_token")
+            assert "refused at the edge" in r.json()["detail"]
+            assert (await client.get(url_of[kept["listener_id"]])).status_code == 200
+        source = httpx.AsyncHTTPTransport(local_address="127.0.0.99")
+        async with httpx.AsyncClient(timeout=10, trust_env=False, transport=source) as blocked:
+            r = await blocked.get(url_of[kept["listener_id"]])
+            _problem(r, 403, "blocked")
+    finally:
+        assert edge.stop() == 0, (tmp_path / "edge.log").read_text()
