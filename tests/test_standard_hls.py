@@ -370,3 +370,36 @@ async def test_nginx_edge_enforces_the_operators_blocks_and_revocations(
             _problem(r, 403, "blocked")
     finally:
         assert edge.stop() == 0, (tmp_path / "edge.log").read_text()
+
+
+async def test_listeners_behind_live_get_the_last_segments_and_the_end_after_it_ends(
+    live: Live, http: httpx.AsyncClient
+) -> None:
+    """A standard-HLS listener is ≈ 12 s behind: when the space ends, its playlists end with
+    EXT-X-ENDLIST and the last segments are still served (not a 404 mid-sentence)."""
+    r = await http.post("/api/spaces", json={"title": "Ending"}, headers=auth(live.host_key))
+    assert r.status_code == 201, r.text
+    space = r.json()
+    sid = space["id"]
+    speaker = WhipClient(f"{live.node.url}/api/spaces/{sid}/whip", space["host_token"], RTC)
+    await speaker.publish(ToneTrack(660, amplitude=0.3))
+    await speaker.wait_connected(10)
+    try:
+        await _wait_segments(http, f"/hls/{sid}/std.m3u8", 2, 30)
+        joined = (await http.post(f"/api/spaces/{sid}/join")).json()
+        r = await http.post(f"/api/spaces/{sid}/end", headers=auth(space["host_token"]))
+        assert r.status_code == 200, r.text
+    finally:
+        await speaker.close()
+    prefix = urlsplit(joined["std_playlist_url"]).path.rsplit("/", 1)[0]
+    r = await http.get(f"{prefix}/std.m3u8")
+    assert r.status_code == 200, r.text
+    playlist = m3u8.loads(r.text)
+    assert playlist.is_endlist and playlist.segments
+    init = (await http.get(f"{prefix}/init.mp4")).content
+    last = await http.get(f"{prefix}/{playlist.segments[-1].uri}")
+    assert last.status_code == 200
+    pcm = _decode(init, last.content)
+    assert len(pcm) / RATE == pytest.approx(playlist.segments[-1].duration, abs=0.03)
+    r = await http.get(f"{urlsplit(joined['playlist_url']).path}")
+    assert r.status_code == 200 and r.text.rstrip().endswith("#EXT-X-ENDLIST")

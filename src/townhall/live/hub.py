@@ -38,6 +38,11 @@ _REMOTE_KINDS = {
 """Events from other nodes that change what this origin's stage and mixer do."""
 
 
+FINISHED_GRACE_S = 60.0
+"""How long an ended programme's last state is still served from memory (longer than any
+player's buffer: standard HLS starts ≈ 12 s behind live)."""
+
+
 class MediaHub:
     """Starts a :class:`LiveSpace` when a space goes live, ends it with the space, and keeps
     the stage in step with mutes, removals and blocks."""
@@ -52,6 +57,9 @@ class MediaHub:
             bitrate=cfg.bitrate,
         )
         self._live: dict[str, LiveSpace] = {}
+        self._finished: dict[str, tuple[float, ProgrammeStore]] = {}
+        """Programmes that ended here lately (monotonic end time, finished store): listeners
+        still behind the live edge get the rest and the ENDLIST (:data:`FINISHED_GRACE_S`)."""
         self._cluster = services.cluster
         self._elsewhere: set[str] = set()
         """Spaces with a local recording that another node runs now (after a failover)."""
@@ -226,6 +234,11 @@ class MediaHub:
         live = self._live.pop(space_id, None)
         if live is not None:
             await live.stop()
+            now = time.monotonic()
+            for sid, (ended_at, _) in list(self._finished.items()):
+                if now - ended_at >= FINISHED_GRACE_S:
+                    del self._finished[sid]
+            self._finished[space_id] = (now, live.programme)
             await self._let_go(space_id)
 
     async def _let_go(self, space_id: str) -> None:
@@ -248,8 +261,16 @@ class MediaHub:
         return self._live.get(space_id)
 
     def programme(self, space_id: str) -> ProgrammeStore | None:
+        """The space's programme while it runs here, and for :data:`FINISHED_GRACE_S` after
+        it ended here (finished: its playlists carry EXT-X-ENDLIST, so a standard-HLS
+        listener ≈ 12 s behind still gets the last segments and a clean end, not a 404)."""
         live = self._live.get(space_id)
-        return live.programme if live else None
+        if live is not None:
+            return live.programme
+        kept = self._finished.get(space_id)
+        if kept is not None and time.monotonic() - kept[0] < FINISHED_GRACE_S:
+            return kept[1]
+        return None
 
     def levels(self, space_id: str) -> tuple[dict[str, float], frozenset[str]]:
         live = self._live.get(space_id)
