@@ -6,7 +6,10 @@ sending one GET a second for the same cached 2 s segment.
 * Varnish 7.1 with a minimal VCL (cache everything), the segment cached from that nginx;
 * Varnish with townhall's generated VCL (``townhall edge run``: ticket verified with
   vmod-digest on every request, ticket-free cache key, log records), the segment cached from
-  a live townhall node.
+  a live townhall node;
+* nginx with townhall's generated configuration (``townhall edge run --kind nginx --workers
+  1``: listener link checked with ``secure_link`` on every request, link-free cache key,
+  buffered access log), the same segment through a listener link.
 
 CPU is utime + stime of the serving process (nginx's worker, Varnish's ``cache-main``) over
 the whole run, connection set-up included, divided by the requests answered. The clients
@@ -70,7 +73,8 @@ def run(quick: bool) -> BenchResult:
     connections, seconds = (1000, 10.0) if quick else (2000, 20.0)
     result = BenchResult(
         NAME,
-        f"CPU per request of nginx, Varnish (minimal VCL) and townhall's Varnish edge: "
+        f"CPU per request of nginx, Varnish (minimal VCL) and townhall's Varnish and nginx "
+        f"edges: "
         f"{connections} keep-alive connections from distinct 127.x sources, one GET of the "
         f"same cached segment per connection per {PERIOD_S:.0f} s, for {seconds:.0f} s",
     )
@@ -96,6 +100,17 @@ def run(quick: bool) -> BenchResult:
             worker = edge.pids()["varnish_worker"]
             url = _on(segment_url, edge.url)
             runs["townhall_edge_vcl"] = _measure(url, worker, connections, seconds)
+        joined = httpx.post(
+            f"{node.url}/api/spaces/{stage.space_id}/join", timeout=10, trust_env=False
+        ).json()
+        link_prefix = str(joined["std_playlist_url"]).rsplit("/", 1)[0]
+        same_segment = f"{link_prefix}/{segment_url.rsplit('/', 1)[1]}"
+        with running_edge(
+            node.url, node.data / "keys.json", name="bench-nginx", kind="nginx", workers=1
+        ) as edge:
+            worker = edge.pids()["nginx_worker"]
+            url = _on(same_segment, edge.url)
+            runs["townhall_edge_nginx"] = _measure(url, worker, connections, seconds)
     for label, rec in runs.items():
         result.figures.append(Figure(f"{label}: CPU per request", rec["us_per_request"], "µs"))
     for label, rec in runs.items():
@@ -112,7 +127,8 @@ def run(quick: bool) -> BenchResult:
         "request on an idle keep-alive connection (Varnish hands each one from its waiter to a "
         "worker thread; nginx's event loop answers it in place)",
         "a standard-HLS listener makes ~1 request/s (a playlist and a segment per 2.048 s "
-        "segment); an LL-HLS listener ~5.9 (a blocking reload and a part per 0.341 s part), "
+        "segment), ~0.5 on the standard-HLS variant (4.096 s segments); an LL-HLS listener "
+        "~5.9 (a blocking reload and a part per 0.341 s part), "
         "and its blocking reloads also pass through Varnish's waiting list",
     ]
     return result
