@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from test_edge_varnish import (
+    KEY_A,
     CountingOrigin,
     free_port,
     hls,
@@ -23,6 +24,7 @@ from test_edge_varnish import (
 )
 from test_edge_varnish import origin as origin  # noqa: F401  (module fixture)
 from townhall.auth import Grant
+from townhall.auth.links import sign_link
 from townhall.watch.edge_counts import all_key, bucket_keys
 
 pytestmark = [
@@ -92,7 +94,9 @@ def test_distinct_listeners_reach_redis(
         origin.publish(s, "seg1.m4s", b"s1")
         origin.publish(s, "part2.0.m4s", b"p20")
         origin.publish(s, "init.mp4", b"init")
+        origin.publish(s, "std1.m4s", b"std1")
     listeners = [f"anon:{i}" for i in range(25)]
+    linked = [f"anon:link{i}" for i in range(5)]  # standard-HLS listeners (links)
     try:
         with httpx.Client(timeout=10) as client:
             for i, sub in enumerate(listeners):
@@ -104,6 +108,11 @@ def test_distinct_listeners_reach_redis(
                 tk = ticket(ring, space, f"anon:lurker{i}")
                 assert client.get(hls(edge, space, tk, "live.m3u8")).status_code == 200
                 assert client.get(hls(edge, space, tk, "init.mp4")).status_code == 200
+            for sub in linked:
+                lk = sign_link(KEY_A, space_id=space, subject=sub, jti="j1", exp=2_000_000_000)
+                for _ in range(2):
+                    got = client.get(f"{edge.url}/hls/{space}/l/{lk}/std1.m4s")
+                    assert got.status_code == 200
             refused = ticket(ring, space, "anon:nogrant", grants=frozenset({Grant.SPEAK}))
             assert client.get(hls(edge, space, refused, "seg1.m4s")).status_code == 403
             for sub in ("user:ann", "user:ben"):
@@ -111,12 +120,12 @@ def test_distinct_listeners_reach_redis(
                 assert client.get(hls(edge, other, tk, "seg1.m4s")).status_code == 200
         r = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and r.pfcount(all_key(space)) < len(listeners):
+        while time.monotonic() < deadline and r.pfcount(all_key(space)) < len(listeners) + 5:
             time.sleep(0.1)
         time.sleep(1.5)  # one more flush: nothing else may arrive
         now = time.time()
-        assert r.pfcount(*bucket_keys(space, now)) == len(listeners)
-        assert r.pfcount(all_key(space)) == len(listeners)
+        assert r.pfcount(*bucket_keys(space, now)) == len(listeners) + len(linked)
+        assert r.pfcount(all_key(space)) == len(listeners) + len(linked)
         assert r.pfcount(*bucket_keys(other, now)) == 2
         assert r.ttl(all_key(space)) == -1
         live = [k for k in bucket_keys(space, now) if r.exists(k)]

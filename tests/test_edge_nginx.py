@@ -18,8 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from starlette.applications import Starlette
-from starlette.routing import Route
 
 from test_edge_varnish import (
     EDGE_CLI,
@@ -47,20 +45,9 @@ pytestmark = [
 ]
 
 
-class LinkOrigin(CountingOrigin):
-    """The counting origin, also answering the listener-link form of media paths."""
-
-    def app(self) -> Starlette:
-        app = super().app()
-        app.router.routes.insert(
-            0, Route("/hls/{space}/l/{kid}/{exp}/{sub}/{jti}/{mac}/{name}", self.hls)
-        )
-        return app
-
-
 @pytest.fixture(scope="module")
 def origin() -> Iterator[CountingOrigin]:
-    with serve_origin(LinkOrigin()) as org:
+    with serve_origin(CountingOrigin()) as org:
         yield org
 
 

@@ -164,6 +164,7 @@ class CountingOrigin:
         return Starlette(
             routes=[
                 Route("/hls/{space}/t/{ticket}/{name}", self.hls),
+                Route("/hls/{space}/l/{kid}/{exp}/{sub}/{jti}/{mac}/{name}", self.hls),
                 Route("/hls/{space}/{name}", self.hls),
                 Route("/api/spaces/{space}/state", self.state),
                 Route("/{path:path}", self.other, methods=["GET", "POST"]),
@@ -532,3 +533,49 @@ def test_edge_stops_cleanly_and_leaves_no_workdir(
     assert leftovers == []
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{e.url}/api/spaces/x/state", timeout=2)
+
+
+async def test_listener_links_are_checked_at_the_varnish_edge_too(
+    edge: Edge, origin: CountingOrigin
+) -> None:
+    """The join answer's ``std_playlist_url`` works through either edge kind: Varnish checks
+    the link's MD5 MAC (vmod-digest) with the derived link key, its expiry and revocations."""
+    from townhall.auth.links import sign_link
+
+    space = "linked"
+    origin.publish(space, "std2.m4s", b"two")
+    origin.publish(space, "part3.0.m4s", b"p30")
+
+    def link(sub: str, *, exp: float | None = None, key: SigningKey = KEY_A) -> str:
+        expires = int(exp if exp is not None else time.time() + 600)
+        return sign_link(key, space_id=space, subject=sub, jti="jti0000000x1", exp=expires)
+
+    def at(lk: str, name: str) -> str:
+        return f"{edge.url}/hls/{space}/l/{lk}/{name}"
+
+    good = link("anon:a")
+    kid, exp, sub, jti, mac = good.split("/")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for i in range(20):
+            r = await client.get(at(link(f"anon:{i}", key=KEY_B if i % 2 else KEY_A), "std2.m4s"))
+            assert r.status_code == 200 and r.content == b"two", r.text
+        r = await client.get(at(good, "part3.0.m4s") + "?cb=1")
+        assert r.status_code == 200 and r.content == b"p30"
+        cases = {
+            at(f"{kid}/{exp}/{sub}/{jti}/{'A' if mac[0] != 'A' else 'B'}{mac[1:]}", "std2.m4s"): (
+                401,
+                "bad_signature",
+            ),
+            at(f"{kid}/{int(exp) + 1}/{sub}/{jti}/{mac}", "std2.m4s"): (401, "bad_signature"),
+            f"{edge.url}/hls/other/l/{good}/std2.m4s": (401, "bad_signature"),
+            at(link("anon:old", exp=time.time() - 5), "std2.m4s"): (401, "expired_token"),
+            at(f"zz/{exp}/{sub}/{jti}/{mac}", "std2.m4s"): (401, "unknown_key"),
+            at(good, "std02.m4s"): (404, "no_such_media"),
+            at("a/b/c", "std2.m4s"): (401, "malformed_token"),
+        }
+        for target, (status, code) in cases.items():
+            r = await client.get(target)
+            assert r.status_code == status, (target, r.text)
+            assert r.json()["code"] == code, target
+    assert origin.hits[f"{space}/std2.m4s"] == 1
+    assert origin.hits[f"{space}/part3.0.m4s"] == 1

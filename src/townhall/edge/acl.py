@@ -85,6 +85,25 @@ def render_revoked_check(values: tuple[str, ...]) -> str:
     )
 
 
+def render_revoked_link_check(values: tuple[str, ...]) -> str:
+    """VCL lines (inside ``th_check_link``) refusing links whose ``sub64`` or ``jti`` is
+    revoked (subjects are matched in their link encoding)."""
+    from ..auth.links import JTI_RE, encode_subject
+
+    subs = [encode_subject(v) for v in values if _TOKEN_ID.match(v)]
+    jtis = [v for v in values if re.fullmatch(JTI_RE, v)]
+    lines: list[str] = []
+    for header, found in (("X-Th-Sub", subs), ("X-Th-Jti", jtis)):
+        if found:
+            alternation = "|".join(re.escape(v) for v in found)
+            lines += [
+                f'    if (req.http.{header} ~ {{"^({alternation})$"}}) {{',
+                '        return (synth(401, "revoked_token"));',
+                "    }",
+            ]
+    return "\n".join(lines) if lines else "    # no revoked links"
+
+
 @dataclass(frozen=True)
 class Mitigations:
     """What an edge enforces beyond the tickets."""

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import json
 
-from .acl import render_blocked_acl, render_revoked_check
+from ..auth.links import EXP_RE, JTI_RE, KID_RE, MAC_RE, SUB64_RE, derive_link_key
+from .acl import render_blocked_acl, render_revoked_check, render_revoked_link_check
 from .settings import EdgeKey, EdgeSettings
 
 NAME_RE = (
-    r"^(live\.m3u8|replay\.m3u8|init\.mp4|seg(0|[1-9][0-9]{0,9})\.m4s"
+    r"^(live\.m3u8|replay\.m3u8|std\.m3u8|init\.mp4|(seg|std)(0|[1-9][0-9]{0,9})\.m4s"
     r"|part(0|[1-9][0-9]{0,9})\.(0|[1-9][0-9]{0,2})\.m4s)$"
 )
 SPACE_RE = r"[A-Za-z0-9_-]{1,64}"
@@ -53,6 +54,11 @@ INTERNAL_HEADERS = (
     "X-Th-Part",
     "X-Th-Query",
     "X-Th-Key",
+    "X-Th-Link",
+    "X-Th-Lk",
+    "X-Th-Exp",
+    "X-Th-Sub",
+    "X-Th-Jti",
 )
 """Scratch headers of the VCL: removed from client requests and from origin requests."""
 
@@ -86,6 +92,9 @@ def render_vcl(
     for marker, value in (
         ("@@BLOCKED_ACL@@", render_blocked_acl(blocked)),
         ("@@REVOKED@@", render_revoked_check(revoked)),
+        ("@@REVOKED_LINKS@@", render_revoked_link_check(revoked)),
+        ("@@LINK_KEYS@@", _link_keys(settings.keys)),
+        ("@@LINK_RE@@", f"{KID_RE}/{EXP_RE}/{SUB64_RE}/{JTI_RE}/{MAC_RE}"),
         ("@@NAME@@", _vcl_string(settings.name)),
         ("@@HOST@@", _vcl_string(settings.origin_host)),
         ("@@PORT@@", str(settings.origin_port)),
@@ -152,6 +161,19 @@ def _key_selection(keys: tuple[EdgeKey, ...], skipped: tuple[str, ...]) -> str:
         return "\n".join(lines)
     lines[-1] = "    } else {"
     lines.append("        unset req.http.X-Th-Mac;")
+    lines.append("    }")
+    return "\n".join(lines)
+
+
+def _link_keys(keys: tuple[EdgeKey, ...]) -> str:
+    """``th_link_key``: the derived listener-link key of each ticket key, chosen by kid."""
+    lines: list[str] = []
+    for i, key in enumerate(keys):
+        branch = "if" if i == 0 else "} elsif"
+        lines.append(f'    {branch} (req.http.X-Th-Kid == "{_vcl_string(key.kid)}") {{')
+        lines.append(f'        set req.http.X-Th-Lk = "{derive_link_key(key.secret)}";')
+    if not lines:
+        return "    # no key: every link is refused"
     lines.append("    }")
     return "\n".join(lines)
 
@@ -240,6 +262,9 @@ sub th_media {
     if (req.method != "GET" && req.method != "HEAD") {
         return (synth(405, "method_not_allowed"));
     }
+    if (req.url ~ "^/hls/@@SPACE_RE@@/l/") {
+        call th_link_media;
+    }
     if (req.url !~ "^/hls/@@SPACE_RE@@/t/") {
         # Ticketless paths are refused: the edge cannot tell a public space from a ticketed one.
         return (synth(401, "ticket_required"));
@@ -265,6 +290,51 @@ sub th_media {
     unset req.http.Cookie;
     unset req.http.Authorization;
     return (hash);
+}
+
+sub th_link_media {
+    # A listener link (townhall.auth.links): the same admission as a ticket, as path
+    # segments with an MD5 MAC under the link key derived from the ticket key.
+    if (req.url !~ "^/hls/@@SPACE_RE@@/l/@@LINK_RE@@/[^/?]+(\?.*)?$") {
+        return (synth(401, "malformed_token"));
+    }
+    set req.http.X-Th-Space = regsub(req.url, "^/hls/([^/]+)/.*$", "\1");
+    set req.http.X-Th-Name = regsub(req.url, "^/hls/[^/]+/l/(?:[^/]+/){5}([^/?]+).*$", "\1");
+    if (req.http.X-Th-Name !~ "@@NAME_RE@@") {
+        return (synth(404, "no_such_media"));
+    }
+    set req.http.X-Th-Link = regsub(req.url, "^/hls/[^/]+/l/((?:[^/]+/){4}[^/]+)/.*$", "\1");
+    set req.http.X-Th-Kid = regsub(req.http.X-Th-Link, "^([^/]+)/.*$", "\1");
+    set req.http.X-Th-Exp = regsub(req.http.X-Th-Link, "^[^/]+/([^/]+)/.*$", "\1");
+    set req.http.X-Th-Sub = regsub(req.http.X-Th-Link, "^(?:[^/]+/){2}([^/]+)/.*$", "\1");
+    set req.http.X-Th-Jti = regsub(req.http.X-Th-Link, "^(?:[^/]+/){3}([^/]+)/.*$", "\1");
+    set req.http.X-Th-Mac = regsub(req.http.X-Th-Link, "^(?:[^/]+/){4}([^/]+)$", "\1");
+    call th_link_key;
+    if (!req.http.X-Th-Lk) {
+        return (synth(401, "unknown_key"));
+    }
+    # Compare digests of both sides, as for tickets.
+    if (digest.hash_sha256(digest.base64url_nopad_hex(digest.hash_md5(
+            req.http.X-Th-Exp + "/" + req.http.X-Th-Space + "/" + req.http.X-Th-Sub + "/"
+            + req.http.X-Th-Jti + "/" + req.http.X-Th-Kid + " " + req.http.X-Th-Lk)))
+        != digest.hash_sha256(req.http.X-Th-Mac)) {
+        return (synth(401, "bad_signature"));
+    }
+    if (std.integer(req.http.X-Th-Exp, 0) <= std.integer(time=now)) {
+        return (synth(401, "expired_token"));
+    }
+@@REVOKED_LINKS@@
+    set req.http.X-Th-Payload = "l:" + req.http.X-Th-Sub;
+    call th_normalise;
+    std.log("th_nm:" + req.http.X-Th-Name);
+    std.log("th_tp:" + req.http.X-Th-Payload);
+    unset req.http.Cookie;
+    unset req.http.Authorization;
+    return (hash);
+}
+
+sub th_link_key {
+@@LINK_KEYS@@
 }
 
 sub th_check_ticket {
