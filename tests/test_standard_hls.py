@@ -114,6 +114,30 @@ def _tone_ratio(x: np.ndarray, freq: float) -> float:
     return float(peak / (np.median(spec[(freqs > 100) & (freqs < 4000)]) + 1e-9))
 
 
+async def _ffmpeg_pcm(url: str, seconds: float) -> np.ndarray:
+    """``seconds`` of mono PCM that Debian's ffmpeg reads live from the playlist ``url``."""
+    proc = await asyncio.create_subprocess_exec(
+        FFMPEG,
+        *("-nostdin", "-loglevel", "error", "-i", url, "-t", str(seconds)),
+        *("-f", "s16le", "-ac", "1", "-ar", str(RATE), "-"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode == 0, stderr.decode()
+    return np.frombuffer(stdout, np.int16).astype(np.float64)
+
+
+def _assert_tone(pcm: np.ndarray, seconds: float) -> None:
+    assert len(pcm) / RATE == pytest.approx(seconds, abs=0.05)
+    assert _tone_ratio(pcm[-2 * RATE :], 440) > 50
+
+
 async def test_the_join_answer_links_to_a_standard_playlist_of_4_s_segments(
     live: Live, http: httpx.AsyncClient
 ) -> None:
@@ -226,35 +250,7 @@ async def test_a_ticketed_space_needs_the_link(live: Live, http: httpx.AsyncClie
 
 async def test_ffmpeg_plays_the_standard_playlist_live(live: Live, http: httpx.AsyncClient) -> None:
     joined = (await http.post(f"/api/spaces/{live.space['id']}/join")).json()
-    proc = await asyncio.create_subprocess_exec(
-        FFMPEG,
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-i",
-        joined["std_playlist_url"],
-        "-t",
-        "6",
-        "-f",
-        "s16le",
-        "-ac",
-        "1",
-        "-ar",
-        str(RATE),
-        "-",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, stderr.decode()
-    pcm = np.frombuffer(stdout, np.int16).astype(np.float64)
-    assert len(pcm) / RATE == pytest.approx(6.0, abs=0.05)
-    assert _tone_ratio(pcm[-2 * RATE :], 440) > 50
+    _assert_tone(await _ffmpeg_pcm(joined["std_playlist_url"], 6.0), 6.0)
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="needs Debian's nginx-light")
@@ -273,35 +269,7 @@ async def test_ffmpeg_plays_the_standard_playlist_through_an_nginx_edge(
         joined = (await http.post(f"/api/spaces/{sid}/join")).json()
         url = urlsplit(joined["std_playlist_url"])
         via_edge = f"{edge.url}{url.path}"
-        proc = await asyncio.create_subprocess_exec(
-            FFMPEG,
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-i",
-            via_edge,
-            "-t",
-            "6",
-            "-f",
-            "s16le",
-            "-ac",
-            "1",
-            "-ar",
-            str(RATE),
-            "-",
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode == 0, stderr.decode()
-        pcm = np.frombuffer(stdout, np.int16).astype(np.float64)
-        assert len(pcm) / RATE == pytest.approx(6.0, abs=0.05)
-        assert _tone_ratio(pcm[-2 * RATE :], 440) > 50
+        _assert_tone(await _ffmpeg_pcm(via_edge, 6.0), 6.0)
 
         second = (await http.post(f"/api/spaces/{sid}/join")).json()
         prefix = f"{edge.url}{urlsplit(second['std_playlist_url']).path.rsplit('/', 1)[0]}"

@@ -38,7 +38,6 @@ What the configuration does, in request order:
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 from dataclasses import dataclass
 
@@ -52,7 +51,7 @@ from ..auth.links import (
     encode_subject,
 )
 from .settings import EdgeSettings
-from .varnish import REFUSALS, SPACE_RE
+from .varnish import REFUSALS, SPACE_RE, problem_body
 
 PLAYLIST_NAME_RE = r"std\.m3u8|replay\.m3u8"
 MEDIA_NAME_RE = r"init\.mp4|std(?:0|[1-9][0-9]{0,9})\.m4s|seg(?:0|[1-9][0-9]{0,9})\.m4s"
@@ -166,24 +165,11 @@ def _revoked_maps(values: tuple[str, ...]) -> str:
     return "\n".join([*subs, "}", *jtis, "}"])
 
 
-def _problem_body(code: str, status: int, title: str, detail: str) -> str:
-    return json.dumps(
-        {
-            "type": f"https://townhall.dev/problems/{code.replace('_', '-')}",
-            "title": title,
-            "detail": detail,
-            "code": code,
-            "status": status,
-        },
-        separators=(",", ":"),
-    )
-
-
 def _refuse(code: str, name: str) -> str:
     """Statements answering a refusal: logged code, headers (an ``add_header`` inside ``if``
     replaces the outer ones, so ``X-Edge`` is repeated) and the problem document."""
     status, title, detail = EDGE_REFUSALS[code]
-    body = _problem_body(code, status, title, f"{detail} (refused at the edge)")
+    body = problem_body(code, status, title, f"{detail} (refused at the edge)")
     if "$" in body or "\\" in body:
         raise ValueError(f"refusal {code} cannot be written into nginx")
     body = body.replace("'", "\\'")
@@ -362,15 +348,8 @@ http {
 
 @@LINK_MEDIA@@
 
-        location ~ "^/hls/@@SPACE_RE@@/l/" {
-            set $th_lp $th_raw_path;
-            access_log @@ACCESS_LOG@@ th_obs buffer=64k flush=1s;
-            default_type application/problem+json;
-            if ($th_blocked) { @@REFUSE:blocked@@ }
-            @@REFUSE:ll_hls_elsewhere@@
-        }
-
-        location ~ "^/hls/@@SPACE_RE@@/t/" {
+        location ~ "^/hls/@@SPACE_RE@@/[lt]/" {
+            # Links to other names (LL-HLS) and JWT tickets: served by the LL-HLS edge.
             set $th_lp $th_raw_path;
             access_log @@ACCESS_LOG@@ th_obs buffer=64k flush=1s;
             default_type application/problem+json;

@@ -21,6 +21,7 @@ from .nginx import ACCESS_LOG, NginxOptions, render_nginx
 from .run import (
     EdgeRunConfig,
     edge_url,
+    serve_until_stopped,
     ship_stream,
     stop_process,
     wait_attached,
@@ -108,15 +109,7 @@ async def run_nginx_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             await wait_attached(cfg, shipper, shipper_task)
         if cfg.ops_key:
             poller = asyncio.create_task(_poll_mitigations(cfg, conf, options, nginx))
-        print(f"edge {cfg.settings.name} ready on {edge_url(cfg)}", flush=True)
-        exited = asyncio.create_task(nginx.wait())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if exited.done():
-            logger.error("nginx exited with status %s", nginx.returncode)
-            return nginx.returncode or 1
-        return 0
+        return await serve_until_stopped(cfg, nginx, stop, "nginx")
     finally:
         if poller is not None:
             poller.cancel()

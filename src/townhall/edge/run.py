@@ -206,15 +206,7 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
         if cfg.ops_key:
             poller = asyncio.create_task(_poll_mitigations(cfg, workdir))
-        print(f"edge {cfg.settings.name} ready on {edge_url(cfg)}", flush=True)
-        exited = asyncio.create_task(varnishd.wait())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if exited.done():
-            logger.error("varnishd exited with status %s", varnishd.returncode)
-            return varnishd.returncode or 1
-        return 0
+        return await serve_until_stopped(cfg, varnishd, stop, "varnishd")
     finally:
         if poller is not None:
             poller.cancel()
@@ -226,6 +218,22 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
                 await asyncio.wait_for(shipper_task, 5)
         await stop_process(varnishd, "varnishd")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def serve_until_stopped(
+    cfg: EdgeRunConfig, server: asyncio.subprocess.Process, stop: asyncio.Event, what: str
+) -> int:
+    """Say the edge is ready, then wait until ``stop`` is set (0) or the cache server
+    ``what`` exits (its status, at least 1)."""
+    print(f"edge {cfg.settings.name} ready on {edge_url(cfg)}", flush=True)
+    exited = asyncio.create_task(server.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if exited.done():
+        logger.error("%s exited with status %s", what, server.returncode)
+        return server.returncode or 1
+    return 0
 
 
 def edge_url(cfg: EdgeRunConfig) -> str:

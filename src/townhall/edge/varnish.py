@@ -110,7 +110,7 @@ def render_vcl(
         (
             "@@BACKEND_ERROR_BODY@@",
             _long_string(
-                _problem_body(
+                problem_body(
                     "origin_unreachable",
                     503,
                     "Service Unavailable",
@@ -178,8 +178,9 @@ def _link_keys(keys: tuple[EdgeKey, ...]) -> str:
     return "\n".join(lines)
 
 
-def _problem_body(code: str, status: int, title: str, detail: str) -> str:
-    """A problem+json document like the origin's; ``status`` last so it never ends in '"}'."""
+def problem_body(code: str, status: int, title: str, detail: str) -> str:
+    """A refusal's problem+json document (both edge kinds), like the origin's; ``status``
+    last so it never ends in '"}'."""
     return json.dumps(
         {
             "type": f"https://townhall.dev/problems/{code.replace('_', '-')}",
@@ -195,7 +196,7 @@ def _problem_body(code: str, status: int, title: str, detail: str) -> str:
 def _synth_bodies() -> str:
     blocks: list[str] = []
     for code, (status, title, detail) in REFUSALS.items():
-        body = _problem_body(code, status, title, f"{detail} (refused at the edge)")
+        body = problem_body(code, status, title, f"{detail} (refused at the edge)")
         blocks.append(
             f'    if (resp.reason == "{code}") {{\n'
             f'        set resp.http.Content-Type = "application/problem+json";\n'
@@ -263,8 +264,21 @@ sub th_media {
         return (synth(405, "method_not_allowed"));
     }
     if (req.url ~ "^/hls/@@SPACE_RE@@/l/") {
-        call th_link_media;
+        call th_check_link;
+    } else {
+        call th_ticket_media;
     }
+    call th_normalise;
+    # For the edge's one log reader (URLs are truncated in the log): the media name and the
+    # verified ticket payload (listener counts and the watch).
+    std.log("th_nm:" + req.http.X-Th-Name);
+    std.log("th_tp:" + req.http.X-Th-Payload);
+    unset req.http.Cookie;
+    unset req.http.Authorization;
+    return (hash);
+}
+
+sub th_ticket_media {
     if (req.url !~ "^/hls/@@SPACE_RE@@/t/") {
         # Ticketless paths are refused: the edge cannot tell a public space from a ticketed one.
         return (synth(401, "ticket_required"));
@@ -282,17 +296,9 @@ sub th_media {
         return (synth(401, "malformed_token"));
     }
     call th_check_ticket;
-    call th_normalise;
-    # For the edge's one log reader (URLs are truncated in the log): the media name and the
-    # verified ticket payload (listener counts and the watch).
-    std.log("th_nm:" + req.http.X-Th-Name);
-    std.log("th_tp:" + req.http.X-Th-Payload);
-    unset req.http.Cookie;
-    unset req.http.Authorization;
-    return (hash);
 }
 
-sub th_link_media {
+sub th_check_link {
     # A listener link (townhall.auth.links): the same admission as a ticket, as path
     # segments with an MD5 MAC under the link key derived from the ticket key.
     if (req.url !~ "^/hls/@@SPACE_RE@@/l/@@LINK_RE@@/[^/?]+(\?.*)?$") {
@@ -324,13 +330,8 @@ sub th_link_media {
         return (synth(401, "expired_token"));
     }
 @@REVOKED_LINKS@@
+    # What the log reader counts: the listener id in its link encoding.
     set req.http.X-Th-Payload = "l:" + req.http.X-Th-Sub;
-    call th_normalise;
-    std.log("th_nm:" + req.http.X-Th-Name);
-    std.log("th_tp:" + req.http.X-Th-Payload);
-    unset req.http.Cookie;
-    unset req.http.Authorization;
-    return (hash);
 }
 
 sub th_link_key {
