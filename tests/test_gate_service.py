@@ -165,6 +165,9 @@ async def test_blocks_at_the_gate_are_operator_controlled(env: Env) -> None:
         _problem(
             await c.post("/ops/blocks", json={"source": "nope"}, headers=op), 422, "invalid_request"
         )
+        for ttl in (True, "60"):  # a number of seconds, not something that coerces to one
+            r = await c.post("/ops/blocks", json={"source": "127.4.4.9", "ttl": ttl}, headers=op)
+            _problem(r, 422, "invalid_request")
         listed = (await c.get("/ops/blocks", headers=op)).json()["blocks"]
         assert {b["source"] or b["network"] for b in listed} == {"127.4.4.4", "127.5.5.0/24"}
         acl = await c.get("/ops/blocks.acl", headers=op)

@@ -171,6 +171,9 @@ def test_clip_api_on_an_ended_public_space(recorded: Recorded) -> None:
             ({"end": 3}, 422),
             ({"start": recorded.seconds + 1, "end": recorded.seconds + 2}, 422),
             ({"colour": "red"}, 422),
+            ({"seconds": True}, 422),  # not read as 1.0 s
+            ({"seconds": "2"}, 422),
+            ({"start": False, "end": 1}, 422),
         ]
         for body, status in bad:
             r = c.post(f"/api/spaces/{sid}/clips", json=body)

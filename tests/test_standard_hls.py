@@ -336,9 +336,15 @@ async def test_edges_enforce_the_operators_blocks_and_revocations_on_links(
             _problem(r, 401, "revoked_token")
             assert "refused at the edge" in r.json()["detail"]
             assert (await client.get(url_of[kept["listener_id"]])).status_code == 200
+        # The block was posted after the revocation: the edge may have picked up the revocation
+        # in one poll and the block only in the next, so wait for it the same way.
         source = httpx.AsyncHTTPTransport(local_address=net.removesuffix("/32"))
         async with httpx.AsyncClient(timeout=10, trust_env=False, transport=source) as blocked:
-            r = await blocked.get(url_of[kept["listener_id"]])
+            deadline = time.monotonic() + 15
+            while (r := await blocked.get(url_of[kept["listener_id"]])).status_code != 403:
+                assert r.status_code == 200, r.text
+                assert time.monotonic() < deadline, "the block did not reach the edge"
+                await asyncio.sleep(0.25)
             _problem(r, 403, "blocked")
     finally:
         assert edge.stop() == 0, (tmp_path / "edge.log").read_text()

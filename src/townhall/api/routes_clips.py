@@ -19,7 +19,7 @@ from pathlib import Path as FsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from ..auth import Grant
@@ -48,9 +48,9 @@ class ClipRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seconds: float | None = Field(None, gt=0, le=MAX_CLIP_SECONDS, allow_inf_nan=False)
-    start: float | None = Field(None, ge=0, allow_inf_nan=False)
-    end: float | None = Field(None, gt=0, allow_inf_nan=False)
+    seconds: StrictFloat | None = Field(None, gt=0, le=MAX_CLIP_SECONDS, allow_inf_nan=False)
+    start: StrictFloat | None = Field(None, ge=0, allow_inf_nan=False)
+    end: StrictFloat | None = Field(None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_form(self) -> ClipRequest:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from ..gate.service import Gate
@@ -30,14 +30,14 @@ class BlockRequest(BaseModel):
     network: str | None = Field(
         default=None, max_length=64, description="A network in CIDR form, e.g. 1.2.3.0/24."
     )
-    ttl: float | None = Field(default=None, gt=0, le=30 * 24 * 3600, description="Seconds.")
+    ttl: StrictFloat | None = Field(default=None, gt=0, le=30 * 24 * 3600, description="Seconds.")
     reason: str | None = Field(default=None, max_length=200)
 
 
 class AdmissionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rate: float = Field(gt=0, le=1_000_000, description="New listeners admitted per second.")
-    capacity: int | None = Field(
+    rate: StrictFloat = Field(gt=0, le=1_000_000, description="New listeners admitted per second.")
+    capacity: StrictInt | None = Field(
         default=None, ge=1, description="Active listeners above which admission pauses."
     )
 

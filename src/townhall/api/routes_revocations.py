@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 from starlette.responses import JSONResponse, Response
 
 from ..gate.revocations import DEFAULT_TTL, Revocation, RevocationList
@@ -34,7 +34,7 @@ class RevocationRequest(BaseModel):
     jti: str | None = Field(
         default=None, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", description="Ticket id."
     )
-    ttl: float | None = Field(default=None, gt=0, le=7 * 24 * 3600, description="Seconds.")
+    ttl: StrictFloat | None = Field(default=None, gt=0, le=7 * 24 * 3600, description="Seconds.")
     reason: str | None = Field(default=None, max_length=200)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..spaces import REACTIONS
 
@@ -60,11 +60,7 @@ class ReactionBody(Strict):
 class GrantRequest(Strict):
     subject: str | None = Field(default=None, max_length=200)
     grants: list[Literal["listen", "speak"]] = Field(default=["listen"], min_length=1)
-    ttl: int = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
-
-
-class ClipRequest(Strict):
-    seconds: float = Field(default=30.0, gt=0, le=300)
+    ttl: StrictInt = Field(default=6 * 3600, ge=60, le=7 * 24 * 3600)
 
 
 class Reply(BaseModel):
