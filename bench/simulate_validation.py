@@ -1,11 +1,13 @@
 """The fluid model (``townhall simulate``) against the load tests measured above.
 
-For every LL-HLS load test this process ran (``origin_independence``, ``icecast_compare``,
-``livekit_room``; else the reports left in ``bench/results/loadtests/``; else two short runs of
-its own: through an edge and straight to the origin), ``townhall simulate`` is run for the same
-configuration (steady-state listeners, 1 edge or none, the ramp as join window, the node's real
-part and segment durations) and :func:`townhall.loadgen.validate.validate` compares its edge
-(first hop) and origin request rates with the measured ones (target: within 10 %).
+For every load test this process ran in a mode the model knows (LL-HLS listeners, and the
+standard-HLS variant through an nginx edge: ``origin_independence``, ``icecast_compare``,
+``livekit_room``; else the reports left in ``bench/results/loadtests/``; else three short runs
+of its own: LL-HLS through a Varnish edge and straight to the origin, standard HLS through an
+nginx edge), ``townhall simulate`` is run for the same configuration (steady-state listeners,
+1 edge or none, the ramp as join window, the node's real part and segment durations, the
+tier) and :func:`townhall.loadgen.validate.validate` compares its edge (first hop) and origin
+request rates with the measured ones (target: within 10 %).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from townhall.config import Config
 from townhall.loadgen.runner import LoadSettings
-from townhall.loadgen.validate import prediction_for, validate
+from townhall.loadgen.validate import prediction_for, tier_of, validate
 
 from . import edge as edge_mod
 from .common import TOWNHALL, BenchResult, Figure, open_stage
@@ -52,14 +54,16 @@ def node_timing() -> tuple[float, float]:
     return part, part * per_segment
 
 
-def simulate(listeners: int, edges: int, window: float, part: float, segment: float) -> Any:
+def simulate(
+    listeners: int, edges: int, window: float, part: float, segment: float, tier: str
+) -> Any:
     """``townhall simulate`` for one configuration; its prediction (JSON)."""
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
         out = Path(tmp) / "prediction.json"
         subprocess.run(
             [*TOWNHALL, "simulate", "--listeners", str(listeners), "--edges", str(edges)]
             + ["--join-window", str(window), "--part", f"{part:.6f}", "--segment", f"{segment}"]
-            + ["--json", str(out)],
+            + ["--tier", tier, "--json", str(out)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -79,27 +83,32 @@ def _runs(quick: bool) -> tuple[list[tuple[str, Path]], str]:
 
 
 def _own_runs(quick: bool) -> None:
-    via_edge, direct = (200, 50) if quick else (500, 100)
+    via_edge, direct, std = (200, 50, 300) if quick else (500, 100, 1000)
+    duration = 20.0 if quick else 30.0
+
+    def run(label: str, space: str, node: str, n: int, edge: str | None, mode: str) -> None:
+        settings = LoadSettings(
+            space=space, server=node, edge=edge, listeners=n, ramp=3.0, duration=duration, mode=mode
+        )
+        loadtest(label, settings)
+
     with node_process(NAME) as node:
         stage = open_stage(node, 1)
-        with speakers(stage.whip_url, [stage.seats[0].token], 300.0):
+        with speakers(stage.whip_url, [stage.seats[0].token], 400.0):
             wait_segments(stage.playlist_url)
             with running_edge(node.url, node.data / "keys.json") as edge:
-                for label, n, edge_url in (
-                    (f"{NAME}-edge-{via_edge}", via_edge, edge.url),
-                    (f"{NAME}-direct-{direct}", direct, None),
-                ):
-                    loadtest(
-                        label,
-                        LoadSettings(
-                            space=stage.space_id,
-                            server=node.url,
-                            edge=edge_url,
-                            listeners=n,
-                            ramp=3.0,
-                            duration=20.0 if quick else 30.0,
-                        ),
-                    )
+                run(
+                    f"{NAME}-edge-{via_edge}",
+                    stage.space_id,
+                    node.url,
+                    via_edge,
+                    edge.url,
+                    "ll-hls",
+                )
+                run(f"{NAME}-direct-{direct}", stage.space_id, node.url, direct, None, "ll-hls")
+            keys = node.data / "keys.json"
+            with running_edge(node.url, keys, name="bench-nginx", kind="nginx") as edge:
+                run(f"{NAME}-std-nginx-{std}", stage.space_id, node.url, std, edge.url, "std")
 
 
 def run(quick: bool) -> BenchResult:
@@ -115,8 +124,10 @@ def run(quick: bool) -> BenchResult:
     for label, path in runs:
         doc = json.loads(path.read_text())
         config = doc["config"]
-        if config.get("mode", "ll-hls") != "ll-hls":
-            skipped.append(f"{label} (mode {config.get('mode')}: the model has no such cadence)")
+        try:
+            tier = tier_of(doc)
+        except ValueError as exc:
+            skipped.append(f"{label} ({exc})")
             continue
         steady = doc["summary"]["steady"]
         listeners = round(steady["listeners"])
@@ -125,7 +136,8 @@ def run(quick: bool) -> BenchResult:
         stalled = s.get("listeners_stalled")
         share = (int(s["stalls"]) if stalled is None else int(stalled)) / got
         edges = 1 if config.get("edge") else 0
-        prediction = simulate(listeners, edges, float(config.get("ramp") or 0.0), part, segment)
+        window = float(config.get("ramp") or 0.0)
+        prediction = simulate(listeners, edges, window, part, segment, tier)
         v = validate(doc, prediction)
         default = validate(doc, prediction_for(doc))
         checks.append(
@@ -134,6 +146,7 @@ def run(quick: bool) -> BenchResult:
                 "report": str(path),
                 "listeners": listeners,
                 "edges": edges,
+                "tier": tier,
                 "stalls": doc["summary"]["stalls"],
                 "stalled_share": share,
                 "saturated": share > SATURATED_SHARE,

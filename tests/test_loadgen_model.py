@@ -10,8 +10,17 @@ import pytest
 from typer.testing import CliRunner
 
 from townhall.config import Config
-from townhall.loadgen.model import Scenario, active_edges, join_waits, part_overhead_bytes, predict
-from townhall.loadgen.validate import prediction_for, validate
+from townhall.edge.nginx import PLAYLIST_TTL_SECONDS
+from townhall.loadgen.model import (
+    Scenario,
+    active_edges,
+    join_waits,
+    part_overhead_bytes,
+    playlist_fetch_rate,
+    predict,
+    standard_playlist_bytes,
+)
+from townhall.loadgen.validate import prediction_for, tier_of, validate
 from townhall.packaging import PackagingConfig
 
 NODE = Config()  # what a node runs by default
@@ -20,6 +29,8 @@ SEG = PART * NODE.parts_per_segment
 PER_LISTENER = 2 / PART  # a blocking reload and a part per part
 OVERHEAD = part_overhead_bytes(NODE.part_frames)
 PAYLOAD = 64000 / 8 * PART
+STD = PackagingConfig(part_frames=NODE.part_frames, parts_per_segment=NODE.parts_per_segment)
+STD_SEG = STD.standard_group * SEG  # the standard-HLS variant's segment (4.096 s)
 
 
 def scenario(**kw: Any) -> Scenario:
@@ -78,6 +89,36 @@ def test_join_waits_fluid_queue() -> None:
     assert none.p50 == 0.0
 
 
+def test_standard_tier_rates_come_from_the_nginx_edge_and_the_standard_playlist() -> None:
+    s = scenario(listeners=1000, edges=1, tier="std")
+    assert s.std_segment == pytest.approx(STD_SEG) and s.playlist_ttl == PLAYLIST_TTL_SECONDS
+    assert s.playlist_bytes == standard_playlist_bytes(STD.standard_group, SEG)
+    assert 300 < s.playlist_bytes < 1000  # a handful of segments, no parts
+    p = predict(s)
+    assert p.listener_rps == pytest.approx(2 / STD_SEG)  # a reload and a segment per segment
+    assert p.edge_rps_total == pytest.approx(1000 * 2 / STD_SEG)
+    playlists = 1 / (PLAYLIST_TTL_SECONDS + STD_SEG / 1000)  # ttl + the wait for a request
+    assert p.origin_rps == pytest.approx(playlists + 1 / STD_SEG)
+    fragments = round(STD_SEG / PART)
+    assert p.part_bytes == pytest.approx(64000 / 8 * STD_SEG + OVERHEAD * fragments)
+    per_listener = (p.part_bytes + s.playlist_bytes + 2 * 220) / STD_SEG
+    assert p.edge_egress_bps == pytest.approx(1000 * per_listener * 8)
+    direct = predict(scenario(listeners=1000, edges=0, tier="std"))
+    assert direct.origin_rps == direct.edge_rps_total == p.edge_rps_total
+    huge = predict(scenario(listeners=10_000_000, edges=500, tier="std"))
+    assert huge.origin_rps == pytest.approx(
+        500 * (1 / PLAYLIST_TTL_SECONDS + 1 / STD_SEG), rel=1e-3
+    )
+    assert huge.edge_rps_total < predict(scenario(listeners=10_000_000, edges=500)).edge_rps_total
+
+
+def test_playlist_fetch_rate() -> None:
+    assert playlist_fetch_rate(1.0, 0.0) == 0.0
+    assert playlist_fetch_rate(0.0, 5.0) == 5.0  # nothing kept: every request
+    assert playlist_fetch_rate(1.0, 1.0) == pytest.approx(0.5)  # 1 s kept + 1 s until a request
+    assert playlist_fetch_rate(1.0, 1e9) == pytest.approx(1.0)
+
+
 def test_bad_scenarios_are_refused() -> None:
     with pytest.raises(ValueError):
         scenario(listeners=-1)
@@ -85,13 +126,19 @@ def test_bad_scenarios_are_refused() -> None:
         scenario(part=1.0, segment=0.5)
     with pytest.raises(ValueError):
         scenario(admit_rate=0.0)
+    with pytest.raises(ValueError):
+        scenario(tier="webrtc")
 
 
 def _report(
-    edge: str | None, listeners: float, edge_rps: float, origin_rps: float | None
+    edge: str | None,
+    listeners: float,
+    edge_rps: float,
+    origin_rps: float | None,
+    mode: str = "ll-hls",
 ) -> dict[str, Any]:
     return {
-        "config": {"edge": edge, "ramp": 5.0},
+        "config": {"edge": edge, "ramp": 5.0, "mode": mode},
         "summary": {
             "steady": {"listeners": listeners, "edge_rps": edge_rps, "origin_rps": origin_rps}
         },
@@ -116,6 +163,16 @@ def test_validate_reports_relative_error(tmp_path: Path) -> None:
     assert not validate(missing, prediction_for(missing)).ok
 
 
+def test_validate_a_standard_hls_run() -> None:
+    playlists = 1 / (PLAYLIST_TTL_SECONDS + STD_SEG / 1000)
+    run = _report("http://127.0.0.1:9", 1000, 1000 * 2 / STD_SEG, playlists + 1 / STD_SEG, "std")
+    assert tier_of(run) == "std"
+    result = validate(run, prediction_for(run))
+    assert result.ok and all(c.error == pytest.approx(0, abs=1e-9) for c in result.checks)
+    with pytest.raises(ValueError, match="hls"):
+        prediction_for(_report(None, 10, 1.0, 1.0, "hls"))
+
+
 def test_simulate_command_prints_and_writes_json(tmp_path: Path) -> None:
     import typer
 
@@ -134,3 +191,10 @@ def test_simulate_command_prints_and_writes_json(tmp_path: Path) -> None:
     assert data["join_waits"]["max"] == pytest.approx(80.0, rel=0.01)
     bad = CliRunner().invoke(app, ["--listeners", "10", "--part", "0"])
     assert bad.exit_code == 1
+    std = CliRunner().invoke(app, [*args, "--tier", "std", "--json", str(out)])
+    assert std.exit_code == 0, std.output
+    data = json.loads(out.read_text())
+    assert data["scenario"]["tier"] == "std"
+    assert data["listener_rps"] == pytest.approx(2 / STD_SEG)
+    bad = CliRunner().invoke(app, ["--listeners", "10", "--tier", "webrtc"])
+    assert bad.exit_code == 1 and "tier" in bad.output

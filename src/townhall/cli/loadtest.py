@@ -130,6 +130,12 @@ def simulate(
     part: float = typer.Option(None, "--part", help="Part duration [PackagingConfig]."),
     segment: float = typer.Option(None, "--segment", help="Segment duration [PackagingConfig]."),
     admit_rate: float = typer.Option(None, "--admit-rate", help="Admissions/s (waiting room)."),
+    tier: str = typer.Option(
+        "ll-hls",
+        "--tier",
+        help="Delivery tier: ll-hls (parts and blocking reloads, Varnish edges) or std (the "
+        "standard-HLS variant, nginx edges).",
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the prediction as JSON here."),
 ) -> None:
     """Fluid model of a space at internet scale: origin and edge load, bandwidth, join waits."""
@@ -143,6 +149,7 @@ def simulate(
             part=part,
             segment=segment,
             admit_rate=admit_rate,
+            tier=tier,
         )
         prediction = predict(scenario)
     except ValueError as exc:

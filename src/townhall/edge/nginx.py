@@ -56,7 +56,9 @@ from .varnish import REFUSALS, SPACE_RE, problem_body
 PLAYLIST_NAME_RE = r"std\.m3u8|replay\.m3u8"
 MEDIA_NAME_RE = r"init\.mp4|std(?:0|[1-9][0-9]{0,9})\.m4s|seg(?:0|[1-9][0-9]{0,9})\.m4s"
 """Names an nginx edge serves: the standard-HLS variant, its init segment and the replay."""
-PLAYLIST_TTL = "1s"
+PLAYLIST_TTL_SECONDS = 1
+"""How long the edge keeps a playlist (then refreshes it in the background, one origin fetch)."""
+PLAYLIST_TTL = f"{PLAYLIST_TTL_SECONDS}s"
 MEDIA_TTL = "10m"
 ACCESS_LOG = "access.log"
 """The observation log, relative to the nginx prefix (``-p``)."""

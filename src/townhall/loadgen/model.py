@@ -5,12 +5,21 @@ Inputs are the same numbers the code uses (part and segment durations and the bi
 muxer, the hls.js low-latency cadence the load generator follows). Outputs: origin and edge
 request rates, bandwidth, and the distribution of join waits behind an admission rate.
 
-Request model (steady state, per listener): one blocking playlist reload per part and one part
-GET per part, i.e. ``2 / part`` requests/s; segments only for players that fetch them
-(``segment_fraction``; hls.js in low-latency mode fetches parts). An edge fetches each distinct
-object once (request collapsing), so the origin sees, per edge that has at least one listener,
-``1/part`` parts + ``1/part`` playlist positions (+ ``1/segment`` segments if anyone fetches
-them). With ``edges == 0`` listeners go straight to the origin.
+Two delivery tiers, as the product serves them (:data:`TIERS`):
+
+- ``ll-hls`` (Varnish edges): per listener one blocking playlist reload per part and one part
+  GET per part, i.e. ``2 / part`` requests/s; segments only for players that fetch them
+  (``segment_fraction``; hls.js in low-latency mode fetches parts). An edge fetches each
+  distinct object once (request collapsing), so the origin sees, per edge that has at least one
+  listener, ``1/part`` parts + ``1/part`` playlist positions (+ ``1/segment`` segments if anyone
+  fetches them).
+- ``std`` (the standard-HLS variant on nginx edges, ``std_playlist_url``): per listener one
+  playlist reload and one standard segment per standard segment duration ``D``, i.e. ``2 / D``
+  requests/s. An edge fetches each segment once and keeps the playlist ``playlist_ttl``
+  seconds, then refreshes it in the background on the next request: with playlist requests
+  arriving at rate ``λ`` (Poisson), one origin fetch per ``playlist_ttl + 1/λ`` seconds.
+
+With ``edges == 0`` listeners go straight to the origin.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ HTTP_RESPONSE_OVERHEAD = 220
 """Bytes of status line and headers per response (uvicorn/Varnish answers measured here)."""
 PLAYLIST_BYTES = 1100
 """Bytes of a live playlist near the steady state (6 segments, parts for the last 3)."""
+TIERS = ("ll-hls", "std")
+"""Delivery tiers the model knows: LL-HLS on Varnish edges, standard HLS on nginx edges."""
 
 
 def part_overhead_bytes(frames_per_part: int) -> int:
@@ -30,6 +41,21 @@ def part_overhead_bytes(frames_per_part: int) -> int:
     from townhall.packaging.fmp4 import fragment
 
     return len(fragment(1, 0, [b"\0"] * frames_per_part)) - frames_per_part
+
+
+def standard_playlist_bytes(group: int, segment: float) -> int:
+    """Bytes of a steady-state ``std.m3u8``, rendered by the real standard playlist writer."""
+    from datetime import UTC, datetime, timedelta
+
+    from townhall.packaging.playlist import Segment
+    from townhall.packaging.standard import StandardPlaylist
+
+    playlist = StandardPlaylist(group=group, nominal_segment_duration=segment)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for msn in range(group * (playlist.window + 2)):
+        pdt = start + timedelta(seconds=msn * segment)
+        playlist.add(Segment(msn, segment, pdt, f"seg{msn}.m4s"))
+    return len(playlist.render().encode())
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,12 @@ class Scenario:
     """Bytes of headers per response."""
     cohorts: int = 2000
     """Arrival cohorts in the join-wait computation."""
+    tier: str = "ll-hls"
+    """Delivery tier (:data:`TIERS`): LL-HLS parts, or the standard-HLS variant."""
+    std_segment: float = 0.0
+    """Standard segment duration in seconds (``std`` tier; a whole number of segments)."""
+    playlist_ttl: float = 1.0
+    """Seconds an edge keeps a standard playlist before refreshing it (``std`` tier)."""
 
     @classmethod
     def with_defaults(
@@ -71,10 +103,14 @@ class Scenario:
         part: float | None = None,
         segment: float | None = None,
         admit_rate: float | None = None,
+        tier: str = "ll-hls",
     ) -> Scenario:
         """A scenario with part, segment, bit rate and overhead as a node runs them by
-        default (``townhall.config.Config``), packaged by the real packaging code."""
+        default (``townhall.config.Config``), packaged by the real packaging code; for the
+        ``std`` tier the standard segment, playlist size and the nginx edge's playlist TTL
+        come from the code too."""
         from townhall.config import Config
+        from townhall.edge.nginx import PLAYLIST_TTL_SECONDS
         from townhall.packaging import PackagingConfig
 
         node = Config()
@@ -83,15 +119,23 @@ class Scenario:
             parts_per_segment=node.parts_per_segment,
             bitrate=node.bitrate,
         )
+        seg = segment if segment is not None else cfg.segment_duration
+        std = tier == "std"
         return cls(
             listeners=listeners,
             edges=edges,
             join_window=join_window,
             part=part if part is not None else cfg.part_target,
-            segment=segment if segment is not None else cfg.segment_duration,
+            segment=seg,
             bitrate=cfg.bitrate,
             part_overhead=part_overhead_bytes(cfg.part_frames),
             admit_rate=admit_rate,
+            tier=tier,
+            std_segment=cfg.standard_group * seg if std else 0.0,
+            playlist_ttl=float(PLAYLIST_TTL_SECONDS),
+            playlist_bytes=(
+                standard_playlist_bytes(cfg.standard_group, seg) if std else PLAYLIST_BYTES
+            ),
         )
 
     def __post_init__(self) -> None:
@@ -105,6 +149,12 @@ class Scenario:
             raise ValueError("admit rate must be > 0")
         if not 0.0 <= self.segment_fraction <= 1.0:
             raise ValueError("segment_fraction must be within [0, 1]")
+        if self.tier not in TIERS:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}")
+        if self.tier == "std" and self.std_segment < self.segment:
+            raise ValueError("std_segment must be >= segment (a whole number of segments)")
+        if self.playlist_ttl < 0:
+            raise ValueError("playlist_ttl must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -150,7 +200,8 @@ class Prediction:
     origin_join_rps: float
     """Join POSTs per second at the API during the join window (not cacheable)."""
     part_bytes: float
-    """Bytes of one part (audio + container)."""
+    """Bytes of one media object a listener fetches (audio + container): a part (``ll-hls``)
+    or a standard segment (``std``)."""
     edge_egress_bps: float
     """Bits per second from all edges to listeners (bodies and headers)."""
     edge_egress_bps_per_edge: float
@@ -214,31 +265,74 @@ def join_waits(listeners: int, window: float, admit_rate: float | None, cohorts:
     )
 
 
-def predict(s: Scenario) -> Prediction:
-    """Origin and edge load, bandwidth and join waits for a scenario."""
+def playlist_fetch_rate(ttl: float, requests_per_second: float) -> float:
+    """Origin fetches per second of one playlist at one edge that keeps it ``ttl`` seconds and
+    refreshes it on the first request after that (requests arrive as a Poisson stream): one
+    fetch per ``ttl + 1/rate`` seconds; every request when ``ttl`` is 0."""
+    if requests_per_second <= 0:
+        return 0.0
+    if ttl <= 0:
+        return requests_per_second
+    return 1.0 / (ttl + 1.0 / requests_per_second)
+
+
+@dataclass(frozen=True)
+class _Cadence:
+    """What one tier's listeners ask of an edge and what an edge asks of the origin."""
+
+    listener_rps: float
+    listener_bytes_per_s: float
+    media_bytes: float
+    edge_objects_per_s: float
+    """Origin fetches per second of one edge with listeners."""
+    edge_origin_bytes_per_s: float
+
+
+def _ll_hls(s: Scenario) -> _Cadence:
     per_part = 1.0 / s.part
     per_segment = 1.0 / s.segment
-    listener_rps = 2.0 * per_part + s.segment_fraction * per_segment
-    edge_total = s.listeners * listener_rps
-    objects = 2.0 * per_part + (per_segment if s.segment_fraction > 0 else 0.0)
     part_bytes = s.bitrate * s.part / 8.0 + s.part_overhead
     segment_bytes = s.bitrate * s.segment / 8.0 + s.part_overhead * round(s.segment / s.part)
-    listener_bytes_per_s = (
-        part_bytes + s.playlist_bytes + 2 * s.http_overhead
-    ) * per_part + s.segment_fraction * (segment_bytes + s.http_overhead) * per_segment
-    edge_egress = s.listeners * listener_bytes_per_s * 8.0
+    per_part_bytes = (part_bytes + s.playlist_bytes + 2 * s.http_overhead) * per_part
+    segment_share = (segment_bytes + s.http_overhead) * per_segment
+    fetched = s.segment_fraction > 0
+    return _Cadence(
+        listener_rps=2.0 * per_part + s.segment_fraction * per_segment,
+        listener_bytes_per_s=per_part_bytes + s.segment_fraction * segment_share,
+        media_bytes=part_bytes,
+        edge_objects_per_s=2.0 * per_part + (per_segment if fetched else 0.0),
+        edge_origin_bytes_per_s=per_part_bytes + (segment_share if fetched else 0.0),
+    )
+
+
+def _standard(s: Scenario, listeners_per_busy_edge: float) -> _Cadence:
+    period = s.std_segment
+    segment_bytes = s.bitrate * period / 8.0 + s.part_overhead * round(period / s.part)
+    playlists = playlist_fetch_rate(s.playlist_ttl, listeners_per_busy_edge / period)
+    return _Cadence(
+        listener_rps=2.0 / period,
+        listener_bytes_per_s=(segment_bytes + s.playlist_bytes + 2 * s.http_overhead) / period,
+        media_bytes=segment_bytes,
+        edge_objects_per_s=playlists + 1.0 / period,
+        edge_origin_bytes_per_s=playlists * (s.playlist_bytes + s.http_overhead)
+        + (segment_bytes + s.http_overhead) / period,
+    )
+
+
+def predict(s: Scenario) -> Prediction:
+    """Origin and edge load, bandwidth and join waits for a scenario."""
+    active = active_edges(s.listeners, s.edges) if s.edges > 0 else 0.0
+    busy = s.listeners / active if active > 0 else 0.0
+    c = _standard(s, busy) if s.tier == "std" else _ll_hls(s)
+    edge_total = s.listeners * c.listener_rps
+    edge_egress = s.listeners * c.listener_bytes_per_s * 8.0
     if s.edges > 0:
-        active = active_edges(s.listeners, s.edges)
-        origin = active * objects
-        origin_bytes = (part_bytes + s.playlist_bytes + 2 * s.http_overhead) * per_part
-        if s.segment_fraction > 0:
-            origin_bytes += (segment_bytes + s.http_overhead) * per_segment
-        origin_egress = active * origin_bytes * 8.0
+        origin = active * c.edge_objects_per_s
+        origin_egress = active * c.edge_origin_bytes_per_s * 8.0
         per_edge_rps = edge_total / s.edges
         per_edge_listeners = s.listeners / s.edges
         per_edge_egress = edge_egress / s.edges
     else:
-        active = 0.0
         origin = edge_total
         origin_egress = edge_egress
         per_edge_rps = per_edge_listeners = per_edge_egress = 0.0
@@ -247,15 +341,15 @@ def predict(s: Scenario) -> Prediction:
         join_rps = min(join_rps, s.admit_rate)
     return Prediction(
         scenario=s,
-        listener_rps=listener_rps,
+        listener_rps=c.listener_rps,
         edge_rps_total=edge_total,
         edge_rps_per_edge=per_edge_rps,
         listeners_per_edge=per_edge_listeners,
         active_edges=active,
-        origin_objects_per_second=objects,
+        origin_objects_per_second=c.edge_objects_per_s,
         origin_rps=origin,
         origin_join_rps=join_rps,
-        part_bytes=part_bytes,
+        part_bytes=c.media_bytes,
         edge_egress_bps=edge_egress,
         edge_egress_bps_per_edge=per_edge_egress,
         origin_egress_bps=origin_egress,

@@ -71,6 +71,19 @@ def load(report: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
     return report
 
 
+TIER_OF_MODE = {"ll-hls": "ll-hls", "std": "std"}
+"""Model tier of each load-generator mode it can predict (``hls``, standard HLS over the
+LL-HLS playlist, is no tier the product offers listeners: the model has no such cadence)."""
+
+
+def tier_of(report: Mapping[str, Any] | str | Path) -> str:
+    """The model tier of a report's run; ValueError for a mode the model does not know."""
+    mode = str(load(report)["config"].get("mode") or "ll-hls")
+    if mode not in TIER_OF_MODE:
+        raise ValueError(f"the model has no cadence for load-test mode {mode!r}")
+    return TIER_OF_MODE[mode]
+
+
 def prediction_for(report: Mapping[str, Any] | str | Path) -> Prediction:
     """The model's prediction for the run a report describes."""
     doc = load(report)
@@ -80,6 +93,7 @@ def prediction_for(report: Mapping[str, Any] | str | Path) -> Prediction:
         listeners=round(steady["listeners"]),
         edges=edges,
         join_window=float(doc["config"].get("ramp") or 0.0),
+        tier=tier_of(doc),
     )
     return predict(scenario)
 
