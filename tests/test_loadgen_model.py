@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,7 @@ def test_standard_tier_rates_come_from_the_nginx_edge_and_the_standard_playlist(
     p = predict(s)
     assert p.listener_rps == pytest.approx(2 / STD_SEG)  # a reload and a segment per segment
     assert p.edge_rps_total == pytest.approx(1000 * 2 / STD_SEG)
-    playlists = 1 / (PLAYLIST_TTL_SECONDS + STD_SEG / 1000)  # ttl + the wait for a request
+    playlists = 1 / (PLAYLIST_TTL_SECONDS + 1)  # nginx: whole seconds, a request comes at once
     assert p.origin_rps == pytest.approx(playlists + 1 / STD_SEG)
     fragments = round(STD_SEG / PART)
     assert p.part_bytes == pytest.approx(64000 / 8 * STD_SEG + OVERHEAD * fragments)
@@ -106,17 +108,32 @@ def test_standard_tier_rates_come_from_the_nginx_edge_and_the_standard_playlist(
     direct = predict(scenario(listeners=1000, edges=0, tier="std"))
     assert direct.origin_rps == direct.edge_rps_total == p.edge_rps_total
     huge = predict(scenario(listeners=10_000_000, edges=500, tier="std"))
-    assert huge.origin_rps == pytest.approx(
-        500 * (1 / PLAYLIST_TTL_SECONDS + 1 / STD_SEG), rel=1e-3
-    )
+    per_edge = 1 / (PLAYLIST_TTL_SECONDS + 1) + 1 / STD_SEG
+    assert huge.origin_rps == pytest.approx(500 * per_edge)
     assert huge.edge_rps_total < predict(scenario(listeners=10_000_000, edges=500)).edge_rps_total
 
 
-def test_playlist_fetch_rate() -> None:
+def test_playlist_fetch_rate_follows_nginx_whole_second_expiry() -> None:
     assert playlist_fetch_rate(1.0, 0.0) == 0.0
     assert playlist_fetch_rate(0.0, 5.0) == 5.0  # nothing kept: every request
-    assert playlist_fetch_rate(1.0, 1.0) == pytest.approx(0.5)  # 1 s kept + 1 s until a request
-    assert playlist_fetch_rate(1.0, 1e9) == pytest.approx(1.0)
+    assert playlist_fetch_rate(1.0, 1e9) == pytest.approx(0.5)  # "1s" lasts to the 2nd boundary
+    assert playlist_fetch_rate(2.0, 1e9) == pytest.approx(1 / 3)
+    # a quiet edge also waits for the first request after the boundary
+    slow = playlist_fetch_rate(1.0, 0.1)
+    assert slow == pytest.approx(1 / (2 + 1 / math.expm1(0.1)))
+
+
+def test_playlist_fetch_rate_by_simulation() -> None:
+    """The closed form against a direct simulation of nginx's rule (seeded)."""
+    rng = random.Random(7)
+    for rate in (0.3, 2.0, 20.0):
+        t, stale_at, fetches, horizon = 0.0, 0.0, 0, 20_000.0
+        while t < horizon:
+            t += rng.expovariate(rate)
+            if t >= stale_at:  # stale (or never fetched): this request triggers a refresh
+                fetches += 1
+                stale_at = math.floor(t) + 1 + 1  # valid_sec = floor(t) + ttl; stale after it
+        assert fetches / horizon == pytest.approx(playlist_fetch_rate(1.0, rate), rel=0.03)
 
 
 def test_bad_scenarios_are_refused() -> None:
@@ -164,7 +181,7 @@ def test_validate_reports_relative_error(tmp_path: Path) -> None:
 
 
 def test_validate_a_standard_hls_run() -> None:
-    playlists = 1 / (PLAYLIST_TTL_SECONDS + STD_SEG / 1000)
+    playlists = playlist_fetch_rate(PLAYLIST_TTL_SECONDS, 1000 / STD_SEG)
     run = _report("http://127.0.0.1:9", 1000, 1000 * 2 / STD_SEG, playlists + 1 / STD_SEG, "std")
     assert tier_of(run) == "std"
     result = validate(run, prediction_for(run))

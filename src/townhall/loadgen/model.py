@@ -16,8 +16,8 @@ Two delivery tiers, as the product serves them (:data:`TIERS`):
 - ``std`` (the standard-HLS variant on nginx edges, ``std_playlist_url``): per listener one
   playlist reload and one standard segment per standard segment duration ``D``, i.e. ``2 / D``
   requests/s. An edge fetches each segment once and keeps the playlist ``playlist_ttl``
-  seconds, then refreshes it in the background on the next request: with playlist requests
-  arriving at rate ``λ`` (Poisson), one origin fetch per ``playlist_ttl + 1/λ`` seconds.
+  seconds (nginx counts in whole seconds: 1–2 s for ``1s``), then refreshes it in the
+  background on the next request (:func:`playlist_fetch_rate`).
 
 With ``edges == 0`` listeners go straight to the origin.
 """
@@ -266,14 +266,24 @@ def join_waits(listeners: int, window: float, admit_rate: float | None, cohorts:
 
 
 def playlist_fetch_rate(ttl: float, requests_per_second: float) -> float:
-    """Origin fetches per second of one playlist at one edge that keeps it ``ttl`` seconds and
-    refreshes it on the first request after that (requests arrive as a Poisson stream): one
-    fetch per ``ttl + 1/rate`` seconds; every request when ``ttl`` is 0."""
+    """Origin fetches per second of one playlist at one nginx edge that keeps it ``ttl``
+    seconds (``proxy_cache_valid``) and refreshes it in the background on the first request
+    after that, requests arriving as a Poisson stream of ``requests_per_second``.
+
+    nginx keeps expiry in whole seconds (``valid_sec = ngx_time() + ttl``, stale once
+    ``valid_sec < ngx_time()``): an entry cached at ``T`` goes stale at ``floor(T) + ttl + 1``.
+    A refresh happens ``W`` after a second boundary (``W`` ~ Exp(rate): the wait for the next
+    request), so the next boundary is ``floor(W) + ttl + 1`` seconds later and the mean
+    period is ``ttl + 1 + E[floor(W)] = ttl + 1 + 1/(e^rate - 1)``. Every request reaches the
+    origin when ``ttl`` is 0 (nothing kept)."""
     if requests_per_second <= 0:
         return 0.0
     if ttl <= 0:
         return requests_per_second
-    return 1.0 / (ttl + 1.0 / requests_per_second)
+    whole_seconds_waited = (
+        0.0 if requests_per_second > 50 else 1.0 / math.expm1(requests_per_second)
+    )
+    return 1.0 / (ttl + 1.0 + whole_seconds_waited)
 
 
 @dataclass(frozen=True)
