@@ -125,7 +125,11 @@ async def test_nodes_ride_out_a_redis_restart(
 
         server.kill()
         down = time.monotonic()
-        await asyncio.sleep(2.0)
+        # a join while the shared state is away is shed politely (503, Retry-After), never a 500
+        r = await c2.post(f"/api/spaces/{sid}/join")
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "store_unavailable" and r.headers["retry-after"] == "1"
+        await asyncio.sleep(max(0.0, down + 2.0 - time.monotonic()))
         during = [p for p in received if p.received_at >= time.time() - 2.0]
         server.start()
         restarted = time.monotonic()

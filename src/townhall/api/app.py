@@ -19,7 +19,7 @@ from ..gate.service import build_gate
 from ..store import Store
 from ..store.opening import open_store
 from ..store.redis import RedisStore
-from ..store.redis_client import redis_client
+from ..store.redis_client import CONTROL_CONNECTIONS, redis_client
 from ..watch.ingest import RequestCounter, consume, sample_origin
 from ..watch.metrics import run_watch
 from .bus import EventBus
@@ -66,6 +66,9 @@ def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
         if isinstance(store, RedisStore)
         else redis_client(redis_url, decode_responses=True)
     )
+    # Leases and liveness get their own small pool: a join surge that keeps every request-path
+    # connection busy must not delay the heartbeat that keeps this node the origin.
+    control = redis_client(redis_url, decode_responses=True, max_connections=CONTROL_CONNECTIONS)
     node = node_identity(config)
     bus = RedisEventBus(redis, node.node_id)
     return Services(
@@ -77,11 +80,12 @@ def _cluster_services(config: Config, store: Store, redis_url: str) -> Services:
         listeners=RedisTally(redis),
         cluster=Cluster(
             node,
-            RedisRegistry(redis, ttl_ms=config.origin_lease_ms, heartbeat_ms=config.heartbeat_ms),
+            RedisRegistry(control, ttl_ms=config.origin_lease_ms, heartbeat_ms=config.heartbeat_ms),
             Forwarder(node.node_id),
             NodeHeartbeat(
-                redis, node, interval_ms=config.heartbeat_ms, ttl_ms=config.origin_lease_ms
+                control, node, interval_ms=config.heartbeat_ms, ttl_ms=config.origin_lease_ms
             ),
+            control=control,
         ),
     )
 

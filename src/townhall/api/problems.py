@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import TokenError
 from ..spaces.errors import SpaceError
+from ..store.redis_client import RETRY_AFTER_SECONDS, UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         return problem_response(exc.status_code, detail, code="http_error", headers=headers)
 
+    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+        logger.warning(
+            "store unavailable on %s %s: %s", request.method, request.url.path, exc or type(exc)
+        )
+        return problem_response(
+            503,
+            "shared state is briefly unreachable; retry shortly",
+            code="store_unavailable",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal error; it has been logged", code="internal")
@@ -198,6 +210,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TokenError, on_token_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, on_store_unavailable)
     app.add_exception_handler(Exception, on_unexpected)
     document_problems(app)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,6 +26,9 @@ class Cluster:
     """HTTP client to other nodes; None on an embedded node."""
     health: NodeHeartbeat | None = None
     """Keeps this node's liveness key in Redis; None on an embedded node."""
+    control: Redis | None = None
+    """The Redis client of the registry and the heartbeat (a pool of their own, closed with
+    the cluster); None on an embedded node."""
 
     async def remote_origin(self, request: Request, space_id: str, *, ended: bool) -> str | None:
         """URL of another node that serves ``space_id``'s media, if this request should go
@@ -64,6 +68,8 @@ class Cluster:
         await self.registry.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+        if self.control is not None:
+            await self.control.aclose()
 
 
 def embedded() -> Cluster:

@@ -14,6 +14,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from ..config import Config
+from ..store.redis_client import UNAVAILABLE
 from ..tasks import stop_task
 
 logger = logging.getLogger(__name__)
@@ -262,5 +263,7 @@ class RedisRegistry:
             await asyncio.sleep(interval)
             try:
                 await self.renew()
-            except Exception:  # Redis away: retry next beat; the TTL tells the truth
+            except UNAVAILABLE as exc:  # Redis away: retry next beat; the TTL tells the truth
+                logger.warning("origin heartbeat failed (retrying next beat): %s", exc)
+            except Exception:
                 logger.exception("origin heartbeat failed")

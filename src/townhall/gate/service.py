@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import time
@@ -31,7 +32,7 @@ from ..auth import Keyring
 from ..config import Config
 from ..spaces import SpaceState, Visibility
 from ..store import StoredSpace
-from ..store.redis_client import redis_client
+from ..store.redis_client import RETRY_AFTER_SECONDS, UNAVAILABLE, redis_client
 from ..watch.observations import (
     ADMITTED,
     BAD_REQUEST,
@@ -50,6 +51,8 @@ from .revocations import RevocationList
 from .room_store import MemoryRooms, RedisRooms, RoomStore, Settings
 from .shedding import AdaptiveLimit
 from .ticket_signer import ListenerLinkSigner, ListenerTicketSigner
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..watch.redis_counts import ListenerTally
@@ -220,10 +223,20 @@ class Gate:
         """Answer one join and tell the watch."""
         started = time.perf_counter()
         now = self.clock()
-        if caller is not None and caller.priority:
-            answer = await self._decide(space_id, now, queue_ticket, caller)
-        else:
-            answer = await self._gated(space_id, source, now, started, queue_ticket, caller)
+        try:
+            if caller is not None and caller.priority:
+                answer = await self._decide(space_id, now, queue_ticket, caller)
+            else:
+                answer = await self._gated(space_id, source, now, started, queue_ticket, caller)
+        except UNAVAILABLE as exc:  # Redis down or every pooled connection busy: shed, politely
+            logger.warning("join for space %s shed: store unavailable: %s", space_id, exc)
+            answer = problem(
+                503,
+                "shared state is briefly unreachable; retry shortly",
+                "store_unavailable",
+                SHED,
+                (("retry-after", str(RETRY_AFTER_SECONDS)),),
+            )
         self.observe(
             Observation(
                 now,

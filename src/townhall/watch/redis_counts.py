@@ -17,6 +17,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from ..store.redis_client import UNAVAILABLE
 from ..tasks import stop_task
 from .counts import WINDOW_SECONDS, ListenerCounter, ListenerCounts
 from .edge_counts import BUCKET_TTL_SECONDS, all_key, bucket_keys
@@ -131,5 +132,7 @@ class RedisTally:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await self.flush()
-            except Exception:  # Redis away: these touches are lost, counts stay honest-low
+            except UNAVAILABLE as exc:  # Redis away: these touches are lost, counts honest-low
+                logger.warning("could not flush listener counts: %s", exc)
+            except Exception:
                 logger.exception("could not flush listener counts")
