@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import m3u8
 import pytest
+import redis
 
 from cluster_helpers import add_cluster_user, fresh_db, node_clients, redis_json, running_nodes
-from conftest import Node
+from conftest import Node, start_node
 from test_live_path import RATE, auth, tone_ratio, wait_heard
 from townhall.listen import PartReceived, RetryPolicy, follow
 from townhall.stage import RtcSettings, ToneTrack, WhipClient
@@ -199,3 +200,69 @@ async def test_killed_origin_is_taken_over_by_its_standby(
         f"stalls {report.stalls}, recording misses msn {missing} "
         f"(old origin's last part {last_published}, new origin's first {first_new})"
     )
+
+
+@pytest.mark.parametrize("node_2_starts", ["at_once", "after_the_leases_expired"])
+async def test_an_orphaned_space_is_taken_over_past_every_published_number(
+    host_key: str, cluster_url: str, tmp_path: Path, node_2_starts: str
+) -> None:
+    """Node 1 runs a space and is killed before any other node existed (nobody followed it).
+    Node 2 starts afterwards: at once (it becomes the standby of a dead origin and sees
+    nothing), or once the lease and node 1's liveness key have expired (it finds the space live
+    with no lease and its home node dead). Either way it takes the space over at a number
+    beyond anything node 1 published, with a discontinuity, and a speaker publishing to node 2
+    is heard there."""
+    n1 = start_node(tmp_path / "n1", "--redis", cluster_url)
+    n2: Node | None = None
+    try:
+        async with httpx.AsyncClient(base_url=n1.url, timeout=15, trust_env=False) as c1:
+            r = await c1.post("/api/spaces", json={"title": "Orphan"}, headers=auth(host_key))
+            assert r.status_code == 201, r.text
+            sid, host_token = r.json()["id"], r.json()["host_token"]
+            await asyncio.sleep(4.5)  # two segments
+            published = positions((await c1.get(f"/hls/{sid}/live.m3u8")).text)
+        assert published, "node 1 published nothing"
+        n1.process.kill()  # SIGKILL: no lease release, no goodbye
+        killed = time.monotonic()
+        if node_2_starts == "after_the_leases_expired":
+            client = redis.Redis.from_url(cluster_url)
+            try:
+                await wait_for(
+                    "the dead origin's lease and liveness expire",
+                    lambda: not client.exists(f"th:origin:{sid}") and not client.keys("th:node:*"),
+                    10,
+                    0.1,
+                )
+            finally:
+                client.close()
+        n2 = start_node(tmp_path / "n2", "--redis", cluster_url)
+        leased = await wait_for(
+            "node 2 holds the orphan's origin lease",
+            lambda: (redis_json(cluster_url, f"th:origin:{sid}") or {}).get("url") == n2.url,
+            20,
+            0.1,
+        )
+        async with httpx.AsyncClient(base_url=n2.url, timeout=15, trust_env=False) as c2:
+
+            async def new_parts() -> bool:
+                r = await c2.get(f"/hls/{sid}/live.m3u8")
+                return r.status_code == 200 and bool(positions(r.text))
+
+            await wait_for("node 2 serves new parts", new_parts, 10, 0.1)
+            text = (await c2.get(f"/hls/{sid}/live.m3u8")).text
+            assert min(positions(text))[0] > max(published)[0]  # no number reused
+            assert "#EXT-X-DISCONTINUITY\n" in text and "#EXT-X-DISCONTINUITY-SEQUENCE:0" in text
+
+            speaker = WhipClient(f"{n2.url}/api/spaces/{sid}/whip", host_token, RTC)
+            await speaker.publish(ToneTrack(440, amplitude=0.3))
+            try:
+                await speaker.wait_connected(10)
+                await c2.post(f"/api/spaces/{sid}/stage/unmute", headers=auth(host_token))
+                await wait_heard(c2, sid, {"user:ola"})
+            finally:
+                await speaker.close()
+        print(f"\norphan takeover: lease on node 2 {leased - killed:.2f} s after the kill")
+    finally:
+        n1.stop()
+        if n2 is not None:
+            n2.stop()

@@ -222,8 +222,13 @@ class RedisRegistry:
         self._cache.pop(space_id, None)
 
     async def home_of(self, space_id: str) -> str | None:
+        home = await self.home_node(space_id)
+        return home.url if home is not None else None
+
+    async def home_node(self, space_id: str) -> NodeInfo | None:
+        """The node that recorded ``space_id`` (its last origin), or None."""
         raw = await self._redis.get(_home_key(space_id))
-        return NodeInfo.from_json(str(raw)).url if raw is not None else None
+        return NodeInfo.from_json(str(raw)) if raw is not None else None
 
     async def release(self, space_id: str, node: NodeInfo) -> None:
         self._owned.pop(space_id, None)

@@ -15,6 +15,15 @@ the origin has not answered for ``stale_after`` seconds, the standby claims the 
 media hub starts the space here, continuing from :func:`townhall.cluster.takeover.plan_takeover`.
 Both conditions are needed: after a Redis restart without persistence the lease is missing for
 a moment while the origin is fine (it re-asserts its lease on its next beat).
+
+Orphans: a live space whose origin died before any standby followed it (within its first beat,
+or while the only other node was down) has no copy to continue from; nor has a standby that
+started following it after it died (it saw nothing). The latter takes over like any standby,
+at the orphan's position (below). Otherwise, when its lease is gone,
+the node that recorded it (``th:home``) has no liveness key, and both still hold one beat later,
+a node claims the standby key and takes it over at a number past anything the dead origin can
+have published (:func:`townhall.cluster.takeover.plan_orphan_takeover`, from the wall clock).
+A wiped Redis never looks like an orphan: the home key is gone too.
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ from ..packaging.playlist import INIT_URI
 from ..packaging.recorder import RecordedSegment, Recorder, read_timescale
 from ..tasks import stop_task
 from .forward import FORWARDED_BY
+from .health import node_key
 from .registry import NodeInfo, RedisRegistry
-from .takeover import Takeover, plan_takeover
+from .takeover import Takeover, plan_orphan_takeover, plan_takeover
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +93,8 @@ class StandbyHooks:
     take_over: Callable[[str, Takeover], Awaitable[bool]]
     """Claim the origin and start the space here from the standby copy; False if another
     node got it first."""
+    started_at: Callable[[str], Awaitable[float | None]]
+    """When the live space started (Unix time), or None."""
 
 
 class SpaceFollower:
@@ -246,7 +258,9 @@ class StandbyManager:
         heartbeat_ms: int,
         parts_per_segment: int,
         segment_samples: int,
+        sample_rate: int = 48_000,
         fsync: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._registry = registry
@@ -256,6 +270,10 @@ class StandbyManager:
         self._interval = heartbeat_ms / 1000
         self._parts_per_segment = parts_per_segment
         self._segment_samples = segment_samples
+        self._segment_seconds = segment_samples / sample_rate
+        self._clock = clock
+        self._orphans: set[str] = set()
+        """Spaces seen orphaned on the last beat (taken over if they still are)."""
         self._fsync = fsync
         self._keep = redis.register_script(_KEEP)
         self.followers: dict[str, SpaceFollower] = {}
@@ -297,10 +315,16 @@ class StandbyManager:
             if not int(kept):
                 logger.info("another node is the standby of space %s now", space_id)
                 await self._stop(space_id, keep_files=False)
+        orphans: set[str] = set()
         for space_id in sorted(live - set(self._tasks)):
             if self._hooks.runs(space_id):
                 continue
             owner = await self._registry.owner_of(space_id)
+            if owner is None and await self._orphaned(space_id):
+                orphans.add(space_id)
+                if space_id in self._orphans:  # still orphaned one beat later
+                    await self._adopt_orphan(space_id)
+                continue
             if owner is None or owner.node_id == self._me.node_id:
                 continue
             claimed = await self._redis.set(
@@ -308,6 +332,50 @@ class StandbyManager:
             )
             if claimed:
                 self._follow(space_id, owner)
+        self._orphans = orphans
+
+    async def _orphaned(self, space_id: str) -> bool:
+        """No origin lease (checked by the caller), and the node that recorded the space is
+        not alive: nobody runs it and nobody will re-assert its lease."""
+        home = await self._registry.home_node(space_id)
+        if home is None or home.node_id == self._me.node_id:
+            return False  # not claimed yet (a start in progress), or ours to resume
+        return not await self._redis.exists(node_key(home.node_id))
+
+    async def _orphan_plan(self, space_id: str) -> Takeover | None:
+        """Where an orphan continues: past every number its origin can have used."""
+        started = await self._hooks.started_at(space_id)
+        if started is None:
+            return None
+        return plan_orphan_takeover(
+            started_at=started,
+            now=self._clock(),
+            segment_seconds=self._segment_seconds,
+            segment_samples=self._segment_samples,
+        )
+
+    async def _adopt_orphan(self, space_id: str) -> None:
+        """Take over a space nobody followed."""
+        plan = await self._orphan_plan(space_id)
+        if plan is None:
+            return
+        claimed = await self._redis.set(
+            standby_key(space_id), self._me.to_json(), nx=True, px=self._lease_ms
+        )
+        if not claimed:
+            return  # another node is adopting it
+        logger.warning(
+            "space %s is orphaned (its origin died before any standby followed it): taking it "
+            "over at msn %d",
+            space_id,
+            plan.next_msn,
+        )
+        try:
+            if await self._hooks.take_over(space_id, plan):
+                self.takeovers.append((space_id, plan, 0.0))
+        finally:
+            with contextlib.suppress(Exception):
+                await self._redis.delete(standby_key(space_id))
 
     def _follow(self, space_id: str, origin: NodeInfo) -> None:
         follower = SpaceFollower(
@@ -343,9 +411,10 @@ class StandbyManager:
                 if owner is not None:
                     continue
                 plan = follower.plan()
-                if plan is None:
-                    logger.error("origin of space %s is gone but nothing was seen", space_id)
-                    continue
+                if plan is None:  # it died before this standby saw anything: an orphan
+                    plan = await self._orphan_plan(space_id)
+                    if plan is None:
+                        continue
                 await stop_task(task)
                 quiet = time.monotonic() - follower.last_answer
                 logger.warning(

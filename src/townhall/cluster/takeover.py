@@ -18,7 +18,12 @@ Rules (see ``docs/failover.md``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+ORPHAN_MSN_MARGIN = 4
+"""Segments beyond the wall-clock estimate an orphan takeover starts at (see
+:func:`plan_orphan_takeover`)."""
 
 
 @dataclass(frozen=True)
@@ -59,3 +64,25 @@ def plan_takeover(
     else:
         decode = next_msn * segment_samples  # the nominal timeline: tfdt = msn x segment
     return Takeover(next_msn, decode, discontinuity_sequence)
+
+
+def plan_orphan_takeover(
+    *, started_at: float, now: float, segment_seconds: float, segment_samples: int
+) -> Takeover:
+    """Plan the takeover of an orphan: a live space whose origin died before any standby saw
+    its playlist, so nothing tells which numbers it published.
+
+    The wall clock does: a programme makes one segment per segment duration from the space's
+    start and never runs ahead of real time (the mixer skips ticks it is late for, it never
+    bunches them), a resumed recording continues from its last segment (behind the clock, the
+    downtime is not counted), and a standby takeover skips at most two numbers while at least
+    one segment's worth of time passes. So no published MSN reaches ``ceil(elapsed / segment)``
+    plus one segment in progress, and :data:`ORPHAN_MSN_MARGIN` segments beyond it are unused.
+    Decode time follows the nominal timeline (``tfdt = msn x segment``) as in
+    :func:`plan_takeover`. The discontinuity sequence restarts at 0: the old value is unknown,
+    and the first new segment carries EXT-X-DISCONTINUITY either way."""
+    if segment_seconds <= 0 or segment_samples <= 0:
+        raise ValueError("segment duration must be positive")
+    elapsed = max(0.0, now - started_at)
+    next_msn = math.ceil(elapsed / segment_seconds) + ORPHAN_MSN_MARGIN
+    return Takeover(next_msn, next_msn * segment_samples, 0)

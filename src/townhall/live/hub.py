@@ -98,11 +98,13 @@ class MediaHub:
                     directory=self.standby_directory,
                     ticket=self._ticket,
                     take_over=self.take_over,
+                    started_at=self._started_at,
                 ),
                 lease_ms=cfg.origin_lease_ms,
                 heartbeat_ms=cfg.heartbeat_ms,
                 parts_per_segment=self.packaging.parts_per_segment,
                 segment_samples=self.packaging.segment_frames * AAC_FRAME_SAMPLES,
+                sample_rate=self.packaging.sample_rate,
                 fsync=self.packaging.fsync,
             )
             await self.standby.start()
@@ -150,6 +152,11 @@ class MediaHub:
     async def _live_ids(self) -> list[str]:
         spaces = await self.services.store.list_spaces({SpaceState.LIVE}, limit=10_000)
         return [s.id for s in spaces]
+
+    async def _started_at(self, space_id: str) -> float | None:
+        stored = await self.services.store.get_space(space_id)
+        started = stored.space.started_at if stored is not None else None
+        return started.timestamp() if started is not None else None
 
     def _ticket(self, space_id: str) -> str:
         return self.services.issuer.issue(
