@@ -116,7 +116,8 @@ def run(quick: bool) -> BenchResult:
     result = BenchResult(
         NAME,
         "`townhall simulate` (fluid model) vs measured first-hop and origin request rates of "
-        "the LL-HLS load tests, via townhall.loadgen.validate (target: within 10 %)",
+        "the load tests (LL-HLS on Varnish or direct, standard HLS on nginx), via "
+        "townhall.loadgen.validate (target: within 10 %)",
     )
     runs, source = _runs(quick)
     checks: list[dict[str, Any]] = []
