@@ -46,7 +46,7 @@ def test_fifty_listeners_against_a_real_origin(tmp_path: Path) -> None:
             [
                 "--space", space, "--server", node.url, "--listeners", str(LISTENERS),
                 "--ramp", "2", "--duration", "10", "--sources", "127.1.0.0/16",
-                "--json", str(out), "--png", str(png),
+                "--json", str(out),  # the PNG goes beside it by default
             ],
         )  # fmt: skip
         assert result.exit_code == 0, result.output

@@ -61,7 +61,10 @@ def loadtest(
         "127.1.0.0/16", "--sources", help="Source addresses, one per listener ('' = unbound)."
     ),
     json_out: Path = typer.Option(..., "--json", help="Write the JSON report here."),
-    png: Path = typer.Option(None, "--png", help="Write a PNG of the timeline here."),
+    png: Path = typer.Option(
+        None, "--png", help="Write the PNG of the timeline here [the JSON's path, .png]."
+    ),
+    no_png: bool = typer.Option(False, "--no-png", help="Write no PNG."),
     workers: int = typer.Option(None, "--workers", help="Worker processes [1, or 2 from 1,000]."),
     origin_metrics: str = typer.Option(
         None, "--origin-metrics", help="Origin Prometheus URL [SERVER/metrics]."
@@ -106,7 +109,8 @@ def loadtest(
         fail(str(exc))
     doc = report.build(raw)
     report.write_json(doc, json_out)
-    if png is not None:
+    if not no_png:
+        png = png or json_out.with_suffix(".png")
         report.write_png(doc, png)
     s = doc["summary"]
     st = s["steady"]
@@ -116,6 +120,7 @@ def loadtest(
         f"steady {st['edge_rps']:.0f} req/s, origin {_num(st['origin_rps'])} req/s; "
         f"errors {s['errors_total']}, stalls {s['stalls']} (+{s['warmup_stalls']} at start); "
         f"generator {_num(s['generator_cpu_cores'], 2)} cores → {json_out}"
+        + ("" if no_png else f", {png}")
     )
 
 

@@ -19,6 +19,7 @@ from .acl import MitigationPoller, Mitigations
 from .follow import LogFollower
 from .nginx import ACCESS_LOG, NginxOptions, render_nginx
 from .run import (
+    NOT_COUNTED,
     EdgeRunConfig,
     edge_url,
     serve_until_stopped,
@@ -95,7 +96,9 @@ async def run_nginx_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             cfg.settings.origin_host,
             cfg.settings.origin_port,
         )
-        if cfg.redis_url is not None:
+        if cfg.redis_url is None:
+            logger.warning(NOT_COUNTED)
+        else:
             stream = asyncio.StreamReader(limit=1 << 20)
             proc = nginx
 

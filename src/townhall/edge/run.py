@@ -28,6 +28,10 @@ from .varnish import render_vcl
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
+NOT_COUNTED = (
+    "no --redis: listeners served by this edge are not counted (the origin sees only the "
+    "edge's own fetches); give the cluster's Redis to count them across edges"
+)
 VSL_MASK = ",".join(
     f"-{tag}"
     for tag in (
@@ -202,7 +206,9 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             cfg.settings.origin_host,
             cfg.settings.origin_port,
         )
-        if cfg.redis_url is not None:
+        if cfg.redis_url is None:
+            logger.warning(NOT_COUNTED)
+        else:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
         if cfg.ops_key:
             poller = asyncio.create_task(_poll_mitigations(cfg, workdir))
