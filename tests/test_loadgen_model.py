@@ -215,3 +215,12 @@ def test_simulate_command_prints_and_writes_json(tmp_path: Path) -> None:
     assert data["listener_rps"] == pytest.approx(2 / STD_SEG)
     bad = CliRunner().invoke(app, ["--listeners", "10", "--tier", "webrtc"])
     assert bad.exit_code == 1 and "tier" in bad.output
+    # without --admit-rate the gate's own pace: 10 M at 200/s is a long wait; 0 = no waiting room
+    gated = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert gated.exit_code == 0, gated.output
+    data = json.loads(out.read_text())
+    assert data["scenario"]["admit_rate"] == NODE.admit_rate
+    assert data["join_waits"]["last_admitted_at"] == pytest.approx(10_000_000 / NODE.admit_rate)
+    open_gate = CliRunner().invoke(app, [*args, "--admit-rate", "0", "--json", str(out)])
+    assert open_gate.exit_code == 0, open_gate.output
+    assert json.loads(out.read_text())["join_waits"]["max"] == 0.0

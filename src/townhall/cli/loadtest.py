@@ -134,7 +134,12 @@ def simulate(
     join_window: float = typer.Option(120.0, "--join-window", help="Seconds the joins span."),
     part: float = typer.Option(None, "--part", help="Part duration [PackagingConfig]."),
     segment: float = typer.Option(None, "--segment", help="Segment duration [PackagingConfig]."),
-    admit_rate: float = typer.Option(None, "--admit-rate", help="Admissions/s (waiting room)."),
+    admit_rate: float = typer.Option(
+        None,
+        "--admit-rate",
+        help="Admissions/s per space through the waiting room [the gate's default, "
+        "townhall.config.Config.admit_rate]; 0 = no limit.",
+    ),
     tier: str = typer.Option(
         "ll-hls",
         "--tier",
@@ -144,8 +149,11 @@ def simulate(
     json_out: Path = typer.Option(None, "--json", help="Write the prediction as JSON here."),
 ) -> None:
     """Fluid model of a space at internet scale: origin and edge load, bandwidth, join waits."""
+    from ..config import Config
     from ..loadgen.model import Scenario, predict
 
+    if admit_rate is None:
+        admit_rate = Config().admit_rate  # what a node's gate admits unless told otherwise
     try:
         scenario = Scenario.with_defaults(
             listeners=listeners,
@@ -153,7 +161,7 @@ def simulate(
             join_window=join_window,
             part=part,
             segment=segment,
-            admit_rate=admit_rate,
+            admit_rate=admit_rate if admit_rate != 0 else None,
             tier=tier,
         )
         prediction = predict(scenario)
