@@ -30,12 +30,20 @@ async def test_commands_beyond_the_pool_wait_for_a_connection(redis_url: str) ->
 
 async def test_a_wait_longer_than_the_limit_is_a_connection_error(redis_url: str) -> None:
     client = redis_client(redis_url, max_connections=1, pool_wait=0.2)
+    watcher = redis_client(redis_url, decode_responses=True)
     try:
-        holder = asyncio.create_task(client.blpop(["test:pool:held"], timeout=1))
-        await asyncio.sleep(0.05)
+        holder = asyncio.create_task(client.blpop(["test:pool:held"], timeout=2))
+        for _ in range(100):  # until the server has the BLPOP blocked on the one connection
+            clients = await watcher.client_list()
+            if any(c.get("cmd") == "blpop" for c in clients):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the BLPOP never blocked")
         with pytest.raises(UNAVAILABLE):
             await client.get("test:pool:other")
         assert await holder is None
         assert await client.get("test:pool:other") is None  # the pool works again
     finally:
         await client.aclose()
+        await watcher.aclose()
