@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +31,7 @@ from conftest import Node, free_port
 from redis_fixture import _answers
 from test_fault_failover import wait_for
 from test_live_path import auth, publish, wait_heard
-from test_multinode import collect
+from test_multinode import stream_events
 from townhall.listen import PartReceived, RetryPolicy, follow
 
 pytestmark = pytest.mark.slow
@@ -124,13 +122,7 @@ async def test_nodes_ride_out_a_redis_restart(
         await wait_for("the listener is counted", counted, 10, 0.2)
 
         # node 1 streams the space's events to a subscriber across the restart
-        events: queue.Queue[dict[str, Any]] = queue.Queue()
-        ready = threading.Event()
-        sse = threading.Thread(
-            target=collect, args=(f"{n1.url}/api/spaces/{sid}/events", host_token, events, ready)
-        )
-        sse.start()
-        assert await asyncio.to_thread(ready.wait, 10)
+        events, sse = await stream_events(n1.url, sid, host_token)
 
         server.kill()
         down = time.monotonic()

@@ -144,6 +144,21 @@ def collect(url: str, token: str, out: queue.Queue[dict[str, Any]], ready: threa
                         return
 
 
+async def stream_events(
+    node_url: str, sid: str, token: str
+) -> tuple[queue.Queue[dict[str, Any]], threading.Thread]:
+    """A subscriber of ``sid``'s event stream on ``node_url`` (a thread, connected on return;
+    it ends with the space): its queue of events and its thread."""
+    events: queue.Queue[dict[str, Any]] = queue.Queue()
+    ready = threading.Event()
+    sse = threading.Thread(
+        target=collect, args=(f"{node_url}/api/spaces/{sid}/events", token, events, ready)
+    )
+    sse.start()
+    assert await asyncio.to_thread(ready.wait, 10)
+    return events, sse
+
+
 async def test_moderation_through_node2_reaches_the_origin_within_100ms(
     nodes: list[Node], host_key: str, http: tuple[httpx.AsyncClient, httpx.AsyncClient]
 ) -> None:
@@ -153,13 +168,7 @@ async def test_moderation_through_node2_reaches_the_origin_within_100ms(
     c1, c2 = http
     r = await c1.post("/api/spaces", json={"title": "Moderated"}, headers=auth(host_key))
     sid, host_token = r.json()["id"], r.json()["host_token"]
-    events: queue.Queue[dict[str, Any]] = queue.Queue()
-    ready = threading.Event()
-    sse = threading.Thread(
-        target=collect, args=(f"{n1.url}/api/spaces/{sid}/events", host_token, events, ready)
-    )
-    sse.start()
-    assert await asyncio.to_thread(ready.wait, 10)
+    events, sse = await stream_events(n1.url, sid, host_token)
     timed: dict[str, tuple[float, float]] = {}
 
     async def act(name: str, path: str, token: str, target: str | None = None) -> None:
