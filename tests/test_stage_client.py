@@ -153,9 +153,14 @@ async def test_two_speakers_hear_each_other_and_not_themselves(
     for who, hears, own in (("alice", 660.0, 440.0), ("bob", 440.0, 660.0)):
         returned = read_wav(tmp_path / f"{who}.wav")
         assert returned.size >= 48000 * 0.8
-        tail = returned[-48000 // 2 :]
-        peak, share = dominant(tail)
-        assert abs(peak - hears) < 5 and share > 0.8, (who, peak, share)
+        # the last 0.7 s before the final 0.1 s (the hang-up), as seven 100 ms windows: the
+        # other's tone dominates in most of them (one late packet on a busy machine smears
+        # one window's spectrum, not the verdict), and one's own tone is in none of it
+        tail = returned[-48000 * 8 // 10 : -48000 // 10]
+        windows = [dominant(w) for w in np.array_split(tail, 7)]
+        peaks = sorted(p for p, _ in windows)
+        shares = sorted(sh for _, sh in windows)
+        assert abs(peaks[3] - hears) < 10 and shares[3] > 0.8, (who, windows)
         assert band_energy(tail, own) < 0.01, who
     # DELETE went through: the room is empty.
     assert server.room.session_count() == 0
