@@ -16,7 +16,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import TokenError
 from ..spaces.errors import SpaceError
-from ..store.redis_client import RETRY_AFTER_SECONDS, UNAVAILABLE
+from ..store.redis_client import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    UNAVAILABLE_CODE,
+    UNAVAILABLE_DETAIL,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +201,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(
             503,
-            "shared state is briefly unreachable; retry shortly",
-            code="store_unavailable",
+            UNAVAILABLE_DETAIL,
+            code=UNAVAILABLE_CODE,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 

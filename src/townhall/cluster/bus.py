@@ -46,9 +46,12 @@ READ_COUNT = 256
 """Entries one ``XREAD`` returns at most per stream."""
 
 
+STREAM_PREFIX = "th:evs:"
+
+
 def stream(space_id: str) -> str:
     """The stream of a space's events."""
-    return f"th:evs:{space_id}"
+    return f"{STREAM_PREFIX}{space_id}"
 
 
 def wake_stream(node_id: str) -> str:
@@ -209,7 +212,7 @@ class RedisEventBus(EventBus):
                     if key == wake:
                         self._wake_cursor = str(entry_id)
                         continue
-                    space_id = key.removeprefix("th:evs:")
+                    space_id = key.removeprefix(STREAM_PREFIX)
                     if space_id not in self._cursors:
                         break  # nobody here reads this space any more
                     self._cursors[space_id] = str(entry_id)

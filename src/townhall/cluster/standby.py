@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import shutil
 import time
@@ -280,7 +281,8 @@ class StandbyManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loop: asyncio.Task[None] | None = None
         self.takeovers: list[tuple[str, Takeover, float]] = []
-        """(space, plan, seconds from the origin's last answer to the new origin running)."""
+        """(space, plan, seconds from the origin's last answer to the new origin running; NaN
+        for an orphan, whose origin nobody was watching)."""
 
     async def start(self) -> None:
         if self._loop is None:
@@ -372,7 +374,7 @@ class StandbyManager:
         )
         try:
             if await self._hooks.take_over(space_id, plan):
-                self.takeovers.append((space_id, plan, 0.0))
+                self.takeovers.append((space_id, plan, math.nan))  # when it went quiet: unknown
         finally:
             with contextlib.suppress(Exception):
                 await self._redis.delete(standby_key(space_id))

@@ -32,7 +32,13 @@ from ..auth import Keyring
 from ..config import Config
 from ..spaces import SpaceState, Visibility
 from ..store import StoredSpace
-from ..store.redis_client import RETRY_AFTER_SECONDS, UNAVAILABLE, redis_client
+from ..store.redis_client import (
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE,
+    UNAVAILABLE_CODE,
+    UNAVAILABLE_DETAIL,
+    redis_client,
+)
 from ..watch.observations import (
     ADMITTED,
     BAD_REQUEST,
@@ -232,8 +238,8 @@ class Gate:
             logger.warning("join for space %s shed: store unavailable: %s", space_id, exc)
             answer = problem(
                 503,
-                "shared state is briefly unreachable; retry shortly",
-                "store_unavailable",
+                UNAVAILABLE_DETAIL,
+                UNAVAILABLE_CODE,
                 SHED,
                 (("retry-after", str(RETRY_AFTER_SECONDS)),),
             )

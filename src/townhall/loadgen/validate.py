@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import Prediction, Scenario, predict
+from .model import TIERS, Prediction, Scenario, predict
 
 TOLERANCE = 0.10
 """The model must match measured rates within 10 %."""
@@ -71,17 +71,12 @@ def load(report: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
     return report
 
 
-TIER_OF_MODE = {"ll-hls": "ll-hls", "std": "std"}
-"""Model tier of each load-generator mode it can predict (``hls``, standard HLS over the
-LL-HLS playlist, is no tier the product offers listeners: the model has no such cadence)."""
-
-
 def tier_of(report: Mapping[str, Any] | str | Path) -> str:
     """The model tier of a report's run; ValueError for a mode the model does not know."""
     mode = str(load(report)["config"].get("mode") or "ll-hls")
-    if mode not in TIER_OF_MODE:
+    if mode not in TIERS:  # ``hls`` (standard HLS over the LL-HLS playlist) is no product tier
         raise ValueError(f"the model has no cadence for load-test mode {mode!r}")
-    return TIER_OF_MODE[mode]
+    return mode
 
 
 def prediction_for(report: Mapping[str, Any] | str | Path) -> Prediction:

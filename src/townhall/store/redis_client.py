@@ -32,6 +32,10 @@ UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutEr
 pooled connection busy for :data:`POOL_WAIT_SECONDS`): answered 503 with ``Retry-After``."""
 RETRY_AFTER_SECONDS = 1
 """``Retry-After`` of that answer."""
+UNAVAILABLE_CODE = "store_unavailable"
+"""The ``code`` of that answer's problem document."""
+UNAVAILABLE_DETAIL = "shared state is briefly unreachable; retry shortly"
+"""Its ``detail``."""
 
 
 def redis_client(
