@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from townhall.edge.logship import logged_name, media_fetch
+import orjson
+
+from townhall.edge.logship import MAX_REPORT_LISTENERS, logged_name, media_fetch, report_bodies
 from townhall.edge.seen import HllWrite, MediaFetched, SeenBatch, listener_of
 from townhall.watch.edge_counts import all_key, bucket_key, bucket_keys
 from townhall.watch.ingest import edge_row
@@ -106,3 +108,27 @@ def test_batch_dedupes_per_bucket_and_drains() -> None:
     ]
     assert batch.drain() == []
     assert len(batch) == 0
+
+
+def test_a_large_second_is_split_into_bounded_reports() -> None:
+    ids = [f"anon:{i}" for i in range(MAX_REPORT_LISTENERS + 10)]
+    bodies = report_bodies({"a": ids[:10], "b": ids[10:]}, b'{"r":[]}')
+    docs = [orjson.loads(b) for b in bodies]
+    assert len(docs) == 2
+    assert docs[0]["observations"] == {"r": []} and "observations" not in docs[1]
+    sizes = [sum(len(v) for v in d["listeners"].values()) for d in docs]
+    assert sizes == [MAX_REPORT_LISTENERS, 10]
+    merged: dict[str, list[str]] = {}
+    for d in docs:
+        for space, members in d["listeners"].items():
+            merged.setdefault(space, []).extend(members)
+    assert merged == {"a": ids[:10], "b": ids[10:]}
+
+
+def test_listeners_drain_per_space_for_an_origin_without_redis() -> None:
+    batch = SeenBatch()
+    for space, who, at in (("s1", "anon:b", 1.0), ("s1", "anon:a", 15.0), ("s2", "anon:b", 2.0)):
+        batch.add(MediaFetched(space=space, listener=who, at=at))
+    batch.add(MediaFetched(space="s1", listener="anon:a", at=16.0))
+    assert batch.drain_listeners() == {"s1": ["anon:a", "anon:b"], "s2": ["anon:b"]}
+    assert batch.drain_listeners() == {} and batch.drain() == []

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..auth import Keyring, TokenIssuer
 from ..config import Config
+from ..edge.logship import REPORT_PATH
 from ..gate.fastjoin import FastJoin
 from ..gate.service import build_gate
 from ..store import Store
@@ -26,6 +27,8 @@ from .bus import EventBus
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .problems import BodyLimitMiddleware, install_problem_handlers
 from .routes_clips import router as clips_router
+from .routes_edge_report import REPORT_MAX_BYTES
+from .routes_edge_report import router as edge_report_router
 from .routes_gate import router as gate_router
 from .routes_ops import router as ops_router
 from .routes_revocations import router as revocations_router
@@ -156,9 +159,14 @@ def create_app(config: Config, store: Store | None = None, *, media: bool = True
     app.include_router(trust_router)
     app.include_router(gate_router)
     app.include_router(revocations_router)
+    app.include_router(edge_report_router)
     _install_web(app)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(BodyLimitMiddleware, limit=config.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=config.max_body_bytes,
+        larger={REPORT_PATH: REPORT_MAX_BYTES},
+    )
     if services.gate is not None:  # outermost: anonymous joins never reach the router
         app.add_middleware(FastJoin, gate=services.gate)
     app.add_middleware(RequestCounter)  # the watch's origin load and connection samples

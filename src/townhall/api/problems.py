@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -236,24 +237,27 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies above ``limit`` bytes with 413, declared or streamed."""
+    """Refuses request bodies above ``limit`` bytes with 413, declared or streamed;
+    ``larger`` gives some exact paths a limit of their own."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
-        self.limit = limit
+        self.default = limit
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared < 0 or declared > self.limit:
-                    await self._refuse(scope, receive, send)
+                if declared < 0 or declared > limit:
+                    await self._refuse(limit, scope, receive, send)
                     return
         received = 0
         too_big = False
@@ -263,7 +267,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     too_big = True
                     raise _BodyTooLarge()
             return message
@@ -271,11 +275,11 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, send)
         except _BodyTooLarge:
-            await self._refuse(scope, receive, send)
+            await self._refuse(limit, scope, receive, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refuse(self, limit: int, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, f"request body exceeds the limit of {self.limit} bytes", code="body_too_large"
+            413, f"request body exceeds the limit of {limit} bytes", code="body_too_large"
         )
         await response(scope, receive, send)
 

@@ -97,21 +97,25 @@ def run(
     listen: str = typer.Option("127.0.0.1:6081", "--listen", help="HOST:PORT to serve on."),
     keys: Path = typer.Option(None, "--keys", help="Ticket keys [$TOWNHALL_DATA/keys.json]."),
     redis: str = typer.Option(
-        None, "--redis", help="Ship distinct listeners (HyperLogLogs) to this Redis URL."
+        None,
+        "--redis",
+        help="Ship distinct listeners (HyperLogLogs) and the watch's observations to this "
+        "Redis URL (a cluster).",
     ),
     name: str = typer.Option("edge", "--name", help="Edge name (X-Edge header, work dir)."),
     ops_key: str = typer.Option(
         None,
         "--ops-key",
         envvar="TOWNHALL_OPS_KEY",
-        help="Operator API key: enforce the origin's blocks and revocations (polled).",
+        help="Operator API key: enforce the origin's blocks and revocations (polled); "
+        "without --redis, also report listeners and observations to the origin.",
     ),
     workers: str = typer.Option(
         "auto", "--workers", help="nginx worker processes (a number or auto; nginx only)."
     ),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
-    """Run varnishd or nginx (and the listener log shipper with --redis) until
+    """Run varnishd or nginx (and the listener log shipper with --redis or --ops-key) until
     SIGTERM/SIGINT."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -1,5 +1,6 @@
 """Run an nginx standard-HLS edge: nginx as a child with a private prefix directory, the
-access-log follower feeding the edge's one log reader (``--redis``), and the mitigation
+access-log follower feeding the edge's one log reader (``--redis``, or the origin with
+``--ops-key``), and the mitigation
 poller (``--ops-key``: the configuration is regenerated and nginx reloaded with SIGHUP when
 the block list or the revocations change); stops cleanly on SIGTERM/SIGINT."""
 
@@ -22,6 +23,8 @@ from .run import (
     NOT_COUNTED,
     EdgeRunConfig,
     edge_url,
+    origin_api,
+    reports,
     serve_until_stopped,
     ship_stream,
     stop_process,
@@ -96,7 +99,7 @@ async def run_nginx_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             cfg.settings.origin_host,
             cfg.settings.origin_port,
         )
-        if cfg.redis_url is None:
+        if not reports(cfg):
             logger.warning(NOT_COUNTED)
         else:
             stream = asyncio.StreamReader(limit=1 << 20)
@@ -140,5 +143,4 @@ async def _poll_mitigations(
         if nginx.returncode is None:
             nginx.send_signal(signal.SIGHUP)
 
-    api = f"http://{cfg.settings.origin_host}:{cfg.settings.origin_port}"
-    await MitigationPoller(api, cfg.ops_key, reload, interval=cfg.poll_interval).run()
+    await MitigationPoller(origin_api(cfg), cfg.ops_key, reload, interval=cfg.poll_interval).run()

@@ -1,7 +1,7 @@
 """Run an edge: varnishd as a child with a private working directory, optionally one
-varnishncsa whose lines feed the listener counts and the watch's observations
-(``--redis``), and the mitigation poller (``--ops-key``: blocks and revocations, VCL
-reloaded when they change); stops cleanly on SIGTERM/SIGINT."""
+varnishncsa whose lines feed the listener counts and the watch's observations (to Redis with
+``--redis``, else to the origin with ``--ops-key``), and the mitigation poller (``--ops-key``:
+blocks and revocations, VCL reloaded when they change); stops cleanly on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from ..store.redis_client import redis_client
 from ..watch.ingest import EdgeObserver
 from .acl import MitigationPoller, Mitigations, varnishadm
-from .logship import LogShipper, varnishncsa_command
+from .logship import LogShipper, OriginSink, RedisSink, Sink, varnishncsa_command
 from .settings import EdgeSettings, EdgeSettingsError
 from .varnish import render_vcl
 
@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
 NOT_COUNTED = (
-    "no --redis: listeners served by this edge are not counted (the origin sees only the "
-    "edge's own fetches); give the cluster's Redis to count them across edges"
+    "neither --redis nor --ops-key: listeners served by this edge are not counted and the "
+    "watch does not see its traffic (the origin sees only the edge's own fetches); give the "
+    "cluster's Redis, or an operator key to report to the origin"
 )
 VSL_MASK = ",".join(
     f"-{tag}"
@@ -85,7 +86,8 @@ class EdgeRunConfig:
     listen_port: int
     """Port varnishd listens on."""
     redis_url: str | None = None
-    """Ship listener ids to this Redis; None runs no log shipper."""
+    """Ship listener ids to this Redis; None ships them to the origin (with ``ops_key``) or,
+    without either, runs no log shipper."""
     storage: str = "malloc,256m"
     """varnishd ``-s`` storage: parts are small and only wanted near the live edge."""
     varnishd: str = "varnishd"
@@ -206,7 +208,7 @@ async def run_edge(cfg: EdgeRunConfig, stop: asyncio.Event) -> int:
             cfg.settings.origin_host,
             cfg.settings.origin_port,
         )
-        if cfg.redis_url is None:
+        if not reports(cfg):
             logger.warning(NOT_COUNTED)
         else:
             ncsa, shipper_task = await _start_shipper(cfg, workdir)
@@ -262,13 +264,29 @@ async def _start_shipper(
     return ncsa, task
 
 
+def reports(cfg: EdgeRunConfig) -> bool:
+    """Whether this edge runs a log reader: it has Redis, or an operator key for the origin."""
+    return cfg.redis_url is not None or bool(cfg.ops_key)
+
+
+def origin_api(cfg: EdgeRunConfig) -> str:
+    host = cfg.settings.origin_host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{cfg.settings.origin_port}"
+
+
 def ship_stream(
     cfg: EdgeRunConfig, stream: asyncio.StreamReader
 ) -> tuple[LogShipper, asyncio.Task[None]]:
-    """The edge's one log reader over ``stream`` (observation lines), shipping to Redis."""
-    assert cfg.redis_url is not None
-    redis = redis_client(cfg.redis_url)
-    shipper = LogShipper(redis, EdgeObserver(redis, cfg.settings.name, cfg.listen_port))
+    """The edge's one log reader over ``stream`` (observation lines), shipping to Redis
+    (``--redis``) or else to the origin (``--ops-key``)."""
+    sink: Sink
+    if cfg.redis_url is not None:
+        sink = RedisSink(redis_client(cfg.redis_url))
+    else:
+        assert cfg.ops_key, "an edge without Redis reports to the origin with --ops-key"
+        sink = OriginSink(origin_api(cfg), cfg.ops_key)
+    shipper = LogShipper(sink, EdgeObserver(cfg.settings.name, cfg.listen_port))
 
     async def ship() -> None:
         try:
@@ -277,7 +295,7 @@ def ship_stream(
             logger.exception("the log shipper stopped")
         finally:
             logger.info("log shipper read %d lines, counted %d", shipper.lines, shipper.counted)
-            await redis.aclose()
+            await sink.close()
 
     return shipper, asyncio.create_task(ship())
 
@@ -303,8 +321,7 @@ async def _poll_mitigations(cfg: EdgeRunConfig, workdir: Path) -> None:
         with contextlib.suppress(OSError):
             (workdir / f"edge-{generation - 1}.vcl").unlink()
 
-    api = f"http://{cfg.settings.origin_host}:{cfg.settings.origin_port}"
-    await MitigationPoller(api, cfg.ops_key, reload, interval=cfg.poll_interval).run()
+    await MitigationPoller(origin_api(cfg), cfg.ops_key, reload, interval=cfg.poll_interval).run()
 
 
 async def wait_attached(cfg: EdgeRunConfig, shipper: LogShipper, task: asyncio.Task[None]) -> None:

@@ -1,4 +1,5 @@
-"""Pure core of the listener counts at an edge: media fetches → Redis HyperLogLog writes.
+"""Pure core of the listener counts at an edge: media fetches → Redis HyperLogLog writes
+(or, for an origin without Redis, distinct listeners per space).
 
 The edge's log line carries the ticket payload (base64url) of every served media request
 (:mod:`townhall.edge.logship`). The ticket was verified by the edge before the line was
@@ -63,25 +64,33 @@ class SeenBatch:
     """Distinct listeners per (space, bucket) collected between two flushes."""
 
     buckets: dict[str, set[str]] = field(default_factory=dict)
-    everyone: dict[str, set[str]] = field(default_factory=dict)
+    spaces: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, fetch: MediaFetched) -> None:
         self.buckets.setdefault(bucket_key(fetch.space, fetch.at), set()).add(fetch.listener)
-        self.everyone.setdefault(all_key(fetch.space), set()).add(fetch.listener)
+        self.spaces.setdefault(fetch.space, set()).add(fetch.listener)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.buckets.values())
 
     def drain(self) -> list[HllWrite]:
-        """The writes for everything added since the last drain; empties the batch."""
+        """The Redis writes for everything added since the last drain; empties the batch."""
         writes = [
             HllWrite(key, tuple(sorted(members)), BUCKET_TTL_SECONDS)
             for key, members in sorted(self.buckets.items())
         ]
         writes += [
-            HllWrite(key, tuple(sorted(members)), None)
-            for key, members in sorted(self.everyone.items())
+            HllWrite(all_key(space), tuple(sorted(members)), None)
+            for space, members in sorted(self.spaces.items())
         ]
         self.buckets = {}
-        self.everyone = {}
+        self.spaces = {}
         return writes
+
+    def drain_listeners(self) -> dict[str, list[str]]:
+        """Space → distinct listeners (sorted) added since the last drain, for an origin that
+        counts them itself (no Redis); empties the batch."""
+        out = {space: sorted(members) for space, members in sorted(self.spaces.items())}
+        self.buckets = {}
+        self.spaces = {}
+        return out

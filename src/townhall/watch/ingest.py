@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import time
@@ -38,10 +39,12 @@ from .observations import (
     BLOCKED,
     EXPIRED_TICKET,
     FORGED_TICKET,
+    KINDS,
     LIMITED,
     MISS,
     NO_TICKET,
     NOT_FOUND,
+    OUTCOMES,
     SERVED,
     SHED,
     ConnectionSample,
@@ -69,6 +72,8 @@ OBS_QUERY = 'ReqURL ~ "^/(hls/|_edge/probe$)"'
 and ``edge run``'s probe (it proves the reader is attached)."""
 MAX_ROWS = 5_000
 """Rows shipped per second before sampling starts."""
+MAX_WEIGHT = 1e6
+"""Largest weight a shipped batch may claim (requests one row stands for)."""
 TOP_HOLDERS = 10
 
 EDGE_CODES = {
@@ -230,21 +235,32 @@ class Batch:
         return orjson.dumps(entry)
 
 
-def decode_entry(
-    data: bytes | str,
-) -> tuple[list[tuple[Observation, int]], ConnectionSample | None]:
-    """A stream entry → observations, each with how many requests it stands for (a sampled
-    row's weight, randomly rounded; rows rounded to 0 are left out), and the edge's
-    connection sample."""
-    entry = orjson.loads(data)
+Decoded = tuple[list[tuple[Observation, int]], ConnectionSample | None]
+"""What :func:`decode_entry` makes of one batch: observations with their weights, and the
+edge's connection sample."""
+
+
+def decode_entry(data: bytes | str | dict[str, Any]) -> Decoded:
+    """A stream entry (or the same document already parsed) → observations, each with how
+    many requests it stands for (a sampled row's weight, randomly rounded; rows rounded to 0
+    are left out), and the edge's connection sample."""
+    entry = data if isinstance(data, dict) else orjson.loads(data)
+    if not isinstance(entry, dict):
+        raise TypeError("an observation batch is a JSON object")
     weight = float(entry.get("w", 1.0))
+    if not 1.0 <= weight <= MAX_WEIGHT:
+        raise ValueError(f"weight {weight} is outside 1..{MAX_WEIGHT:g}")
     whole, fraction = int(weight), weight - int(weight)
     edge = str(entry.get("e", "edge"))
+    rows = entry.get("r", ())
+    if not isinstance(rows, list | tuple) or len(rows) > MAX_ROWS:
+        raise ValueError(f"rows must be a list of at most {MAX_ROWS}")
     out: list[tuple[Observation, int]] = []
-    for at, source, outcome, kind, subject, space in entry.get("r", ()):
+    for row in rows:
+        obs = _observation(row)
         copies = whole + (1 if fraction and random.random() < fraction else 0)
         if copies:
-            out.append((Observation(at, kind, source, outcome, subject, space), copies))
+            out.append((obs, copies))
     conn: ConnectionSample | None = None
     c = entry.get("c")
     if c is not None:
@@ -258,23 +274,37 @@ def decode_entry(
     return out, conn
 
 
+def _observation(row: Any) -> Observation:
+    """One shipped row ``[at, source, outcome, kind, subject, space]``, checked."""
+    if not isinstance(row, list | tuple) or len(row) != 6:
+        raise ValueError("a row is [at, source, outcome, kind, subject, space]")
+    at, source, outcome, kind, subject, space = row
+    if not isinstance(at, int | float) or isinstance(at, bool) or not math.isfinite(at):
+        raise ValueError(f"row time {at!r} is not a number")
+    if not isinstance(source, str) or outcome not in OUTCOMES or kind not in KINDS:
+        raise ValueError(f"row {row!r} has an unknown source, outcome or kind")
+    if not (subject is None or isinstance(subject, str)):
+        raise ValueError("row subject must be a string or null")
+    if not (space is None or isinstance(space, str)):
+        raise ValueError("row space must be a string or null")
+    return Observation(float(at), kind, source, outcome, subject, space)
+
+
 # -- adapters: the edge side ----------------------------------------------------------------
 
 
 class EdgeObserver:
-    """Turns an edge's observation-log lines into rows and ships one batch to :data:`STREAM`
-    per :meth:`flush` (the edge's log reader calls it every second)."""
+    """Turns an edge's observation-log lines into rows; :meth:`drain` gives one batch (the
+    edge's log reader ships it every second, to :data:`STREAM` or to the origin)."""
 
     def __init__(
         self,
-        redis: Redis,
         edge: str,
         port: int,
         *,
         clock: Callable[[], float] = time.time,
         max_rows: int = MAX_ROWS,
     ) -> None:
-        self._redis = redis
         self._port = port
         self._clock = clock
         self._batch = Batch(edge, max_rows)
@@ -282,8 +312,6 @@ class EdgeObserver:
         self._completed = 0
         self.lines = 0
         """Lines read."""
-        self.shipped = 0
-        """Batches shipped."""
 
     def feed(self, line: str) -> Row | None:
         """Take one observation-log line; returns its row (None when it is not one)."""
@@ -294,17 +322,29 @@ class EdgeObserver:
             self._batch.add(row)
         return row
 
-    async def flush(self) -> None:
+    async def drain(self) -> bytes:
+        """The rows since the last drain and a sample of the edge's connections, as one
+        stream entry (:func:`decode_entry` reads it)."""
         now = self._clock()
         holders = tcp_connections(await asyncio.to_thread(read_tcp_tables), self._port)
         conn = connection_sample(now, holders, self._completed, "edge")
         self._completed = 0
-        data = self._batch.drain(now, conn)
-        try:
-            await self._redis.xadd(STREAM, {"d": data}, maxlen=STREAM_MAXLEN, approximate=True)
-            self.shipped += 1
-        except Exception as exc:  # best effort: the edge keeps serving
-            logger.warning("could not ship an observation batch: %s", exc)
+        return self._batch.drain(now, conn)
+
+
+async def ship_entry(redis: Redis, data: bytes) -> None:
+    """Append one observation batch to :data:`STREAM` (capped)."""
+    await redis.xadd(STREAM, {"d": data}, maxlen=STREAM_MAXLEN, approximate=True)
+
+
+def feed_watch(watch: Watch, decoded: Decoded) -> int:
+    """Hand one decoded batch to ``watch``; returns the observations it held."""
+    observations, conn = decoded
+    for obs, count in observations:
+        watch.observe(obs, count)
+    if conn is not None:
+        watch.observe_connections(conn)
+    return len(observations)
 
 
 # -- adapters: the node side ----------------------------------------------------------------
@@ -329,14 +369,9 @@ async def consume(redis: Redis, watch: Watch, *, block_ms: int = 1000) -> None:
                 if data is None:
                     continue
                 try:
-                    observations, conn = decode_entry(data)
+                    feed_watch(watch, decode_entry(data))
                 except (ValueError, TypeError, KeyError) as exc:
                     logger.warning("skipping an unreadable observation batch: %s", exc)
-                    continue
-                for obs, count in observations:
-                    watch.observe(obs, count)
-                if conn is not None:
-                    watch.observe_connections(conn)
 
 
 class RequestCounter:

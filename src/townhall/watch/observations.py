@@ -44,6 +44,24 @@ EXPIRED_TICKET: Final = "expired_ticket"
 FORGED_TICKET: Final = "forged_ticket"
 """A ticket whose signature does not verify (unknown key id, wrong MAC, alg games)."""
 
+OUTCOMES: Final = frozenset(
+    {
+        ADMITTED,
+        QUEUED,
+        LIMITED,
+        SHED,
+        BLOCKED,
+        SERVED,
+        MISS,
+        NOT_FOUND,
+        BAD_REQUEST,
+        NO_TICKET,
+        BAD_TICKET,
+        EXPIRED_TICKET,
+        FORGED_TICKET,
+    }
+)
+"""Every outcome."""
 REFUSED: Final = frozenset({LIMITED, SHED, BLOCKED, BAD_REQUEST, NO_TICKET})
 """Outcomes that refuse a request for reasons other than its ticket."""
 INVALID_TICKET: Final = frozenset({BAD_TICKET, EXPIRED_TICKET, FORGED_TICKET})

@@ -1,0 +1,181 @@
+"""An embedded node (no Redis) behind a Varnish edge: ``townhall edge run --ops-key`` reports
+the listeners it served and its observations to the origin (``POST /ops/edge-report``), so the
+state document counts listeners the origin never saw and the watch sees the edge's traffic.
+Also the route's own contract: operators only, bounded, bad batches refused whole."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from conftest import Node, start_node
+from test_edge_varnish import start_edge
+from townhall.edge.logship import MAX_REPORT_LISTENERS
+from townhall.stage import RtcSettings, ToneTrack, WhipClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+RTC = RtcSettings(announced_address="127.0.0.1")
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Live:
+    node: Node
+    host_key: str
+    operator: str
+    space: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    n = start_node(tmp_path_factory.mktemp("report") / "data")
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(node: Node) -> AsyncIterator[Live]:
+    host_key = node.add_user("hal")
+    operator = node.add_user("olga", "--operator")
+    async with httpx.AsyncClient(base_url=node.url, timeout=15, trust_env=False) as c:
+        r = await c.post("/api/spaces", json={"title": "Reported"}, headers=auth(host_key))
+        assert r.status_code == 201, r.text
+        space = r.json()
+        speaker = WhipClient(f"{node.url}/api/spaces/{space['id']}/whip", space["host_token"], RTC)
+        await speaker.publish(ToneTrack(440, amplitude=0.3))
+        await speaker.wait_connected(10)
+        try:
+            yield Live(node, host_key, operator, space)
+        finally:
+            await speaker.close()
+
+
+async def _current(http: httpx.AsyncClient, sid: str, figure: str = "current") -> int:
+    r = await http.get(f"/api/spaces/{sid}/state")
+    assert r.status_code == 200, r.text
+    return int(r.json()["listeners"][figure])
+
+
+@pytest.mark.skipif(shutil.which("varnishd") is None, reason="needs Debian's varnish")
+async def test_an_edge_without_redis_reports_its_listeners_and_traffic_to_the_origin(
+    live: Live, tmp_path: Path
+) -> None:
+    edge = start_edge(
+        live.node.url,
+        live.node.data / "keys.json",
+        tmp_path / "edge.log",
+        "--ops-key",
+        live.operator,
+        name="reporter",
+    )
+    sid = live.space["id"]
+    ops = auth(live.operator)
+    listeners = 12
+    try:
+        async with httpx.AsyncClient(base_url=live.node.url, timeout=15, trust_env=False) as http:
+            assert await _current(http, sid) == 0
+            joined = [(await http.post(f"/api/spaces/{sid}/join")).json() for _ in range(listeners)]
+            source = httpx.AsyncHTTPTransport(local_address="127.0.0.77")
+            async with httpx.AsyncClient(timeout=15, trust_env=False, transport=source) as client:
+                for j in joined:
+                    playlist = f"{edge.url}{urlsplit(j['playlist_url']).path}"
+                    r = await client.get(playlist)
+                    assert r.status_code == 200, r.text
+                    part = next(
+                        line.split('URI="')[1].split('"')[0]
+                        for line in reversed(r.text.splitlines())
+                        if line.startswith("#EXT-X-PART:")
+                    )
+                    media = await client.get(playlist.rsplit("/", 1)[0] + "/" + part)
+                    assert media.status_code == 200
+            # The origin served at most one fetch per part (and saw one ticket each time);
+            # every listener is counted only through the edge's reports.
+            deadline = time.monotonic() + 15
+            while (current := await _current(http, sid)) < listeners:
+                assert time.monotonic() < deadline, f"{current} of {listeners} counted"
+                await asyncio.sleep(0.25)
+            assert current == listeners  # distinct tickets: no one counted twice
+            # The watch knows the listeners' own address only from the edge's observations
+            # (the origin's requests all came from the edge).
+            deadline = time.monotonic() + 10
+            while "127.0.0.77" not in (r := await http.get("/ops/watch", headers=ops)).text:
+                assert r.status_code == 200, r.text
+                assert time.monotonic() < deadline, r.text
+                await asyncio.sleep(0.5)
+    finally:
+        assert edge.stop() == 0, (tmp_path / "edge.log").read_text()
+    log = (tmp_path / "edge.log").read_text()
+    assert "not counted" not in log and "could not report" not in log, log
+
+
+async def test_reports_are_for_operators_bounded_and_checked(live: Live) -> None:
+    sid = live.space["id"]
+    async with httpx.AsyncClient(base_url=live.node.url, timeout=15, trust_env=False) as http:
+        body = {"listeners": {sid: ["anon:x"]}}
+        r = await http.post("/ops/edge-report", json=body)
+        assert r.status_code == 401, r.text
+        r = await http.post("/ops/edge-report", json=body, headers=auth(live.host_key))
+        assert r.status_code == 403 and r.json()["code"] == "not_allowed", r.text
+        ops = auth(live.operator)
+        r = await http.post(
+            "/ops/edge-report", json={"listeners": {"nosuch": ["anon:y"]}}, headers=ops
+        )
+        assert r.status_code == 200, r.text
+        assert r.json() == {"listeners": 0, "unknown_spaces": ["nosuch"], "observations": 0}
+        for bad in (
+            {"listeners": {"bad id!": ["anon:x"]}},
+            {"listeners": {sid: [""]}},
+            {"listeners": {sid: "anon:x"}},
+            {"listeners": {sid: [f"anon:{i}" for i in range(MAX_REPORT_LISTENERS + 1)]}},
+            {"surprise": 1},
+            {"listeners": {sid: ["anon:z"]}, "observations": {"w": 1, "r": [[1, "x"]]}},
+            {"listeners": {sid: ["anon:z"]}, "observations": {"w": 1e9, "r": []}},
+            {
+                "listeners": {sid: ["anon:z"]},
+                "observations": {"r": [[1.0, "127.0.0.1", "served", "bogus", None, sid]]},
+            },
+        ):
+            r = await http.post("/ops/edge-report", json=bad, headers=ops)
+            assert r.status_code == 422, (bad if len(str(bad)) < 300 else "big", r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+        # A refused batch is refused whole: anon:z was never counted.
+        r = await http.post("/ops/edge-report", content=b"{not json", headers=ops)
+        assert r.status_code in (400, 422), r.text
+        before = await _current(http, sid, "total")
+        good = {
+            "listeners": {sid: ["anon:z"]},
+            "observations": {
+                "e": "t",
+                "t": time.time(),
+                "w": 1.0,
+                "r": [[time.time(), "127.0.0.1", "served", "media", "anon:z", sid]],
+            },
+        }
+        r = await http.post("/ops/edge-report", json=good, headers=ops)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"listeners": 1, "unknown_spaces": [], "observations": 1}
+        assert await _current(http, sid, "total") == before + 1
+        # A busy second is far above the API's usual 64 KiB body limit; this route has its own.
+        many = {"listeners": {sid: [f"anon:busy-{i:06d}" for i in range(20_000)]}}
+        r = await http.post("/ops/edge-report", json=many, headers=ops)
+        assert r.status_code == 200, r.text
+        assert await _current(http, sid, "total") == before + 1 + 20_000
+        # ... but nobody else gets to send it: the caller is checked before the body is read.
+        r = await http.post("/ops/edge-report", json=many, headers=auth(live.host_key))
+        assert r.status_code == 403, r.text
