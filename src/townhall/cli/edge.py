@@ -120,6 +120,8 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if log_level.lower() != "debug":  # not a line per poll and per report
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = _settings(origin, kind, keys, name)
     try:
         host, port = parse_listen(listen)
