@@ -145,6 +145,20 @@ def test_bad_scenarios_are_refused() -> None:
         scenario(admit_rate=0.0)
     with pytest.raises(ValueError):
         scenario(tier="webrtc")
+    for bad in ({"join_window": math.nan}, {"part": math.inf}, {"admit_rate": math.nan}):
+        with pytest.raises(ValueError, match="finite"):
+            scenario(**bad)
+    with pytest.raises(ValueError, match="finite"):
+        Scenario.with_defaults(listeners=10, edges=1, join_window=10.0, segment=math.nan)
+
+
+def test_the_rate_that_admits_everyone_without_waiting_is_the_arrival_rate() -> None:
+    waits = join_waits(1_000_000, 100.0, None, 50)
+    assert waits.no_wait_admit_rate == 10_000.0 and waits.max == 0.0
+    fast = join_waits(1_000_000, 100.0, waits.no_wait_admit_rate * 1.001, 200)
+    assert fast.max < 0.6  # (a cohort's members spread over its 0.5 s)
+    slow = join_waits(1_000_000, 100.0, 1_000.0, 200)
+    assert slow.max > 800 and slow.no_wait_admit_rate == 10_000.0
 
 
 def _report(

@@ -113,6 +113,7 @@ class Scenario:
         from townhall.edge.nginx import PLAYLIST_TTL_SECONDS
         from townhall.packaging import PackagingConfig
 
+        _finite(join_window=join_window, part=part, segment=segment, admit_rate=admit_rate)
         node = Config()
         cfg = PackagingConfig(
             part_frames=node.part_frames,
@@ -139,6 +140,15 @@ class Scenario:
         )
 
     def __post_init__(self) -> None:
+        _finite(
+            join_window=self.join_window,
+            part=self.part,
+            segment=self.segment,
+            bitrate=self.bitrate,
+            admit_rate=self.admit_rate,
+            std_segment=self.std_segment,
+            playlist_ttl=self.playlist_ttl,
+        )
         if self.listeners < 0 or self.edges < 0:
             raise ValueError("listeners and edges must be >= 0")
         if self.part <= 0 or self.segment < self.part:
@@ -155,6 +165,12 @@ class Scenario:
             raise ValueError("std_segment must be >= segment (a whole number of segments)")
         if self.playlist_ttl < 0:
             raise ValueError("playlist_ttl must be >= 0")
+
+
+def _finite(**values: float | None) -> None:
+    for name, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name.replace('_', ' ')} must be a finite number, not {value}")
 
 
 @dataclass(frozen=True)
@@ -175,6 +191,9 @@ class JoinWaits:
     """Seconds after the first arrival when the last listener is admitted."""
     peak_queue: float
     """Most listeners waiting at once."""
+    no_wait_admit_rate: float = 0.0
+    """Admission rate (listeners/s) at which nobody waits: the arrival rate, listeners over
+    the join window (what ``townhall serve --admit-rate`` needs for this audience)."""
 
 
 @dataclass(frozen=True)
@@ -230,8 +249,9 @@ def join_waits(listeners: int, window: float, admit_rate: float | None, cohorts:
 
     Cohorts are served in order; within a cohort members are admitted evenly, so a cohort's
     representative wait is that of its middle member."""
+    no_wait = listeners / window if window > 0 else float(listeners)
     if admit_rate is None or listeners == 0:
-        return JoinWaits(0.0, 0.0, 0.0, 0.0, 0.0, window, 0.0)
+        return JoinWaits(0.0, 0.0, 0.0, 0.0, 0.0, window, 0.0, no_wait)
     k = max(1, min(cohorts, listeners))
     mass = listeners / k
     dt = window / k
@@ -262,6 +282,7 @@ def join_waits(listeners: int, window: float, admit_rate: float | None, cohorts:
         mean=sum(order) / k,
         last_admitted_at=max(free, window),
         peak_queue=max(0.0, peak),
+        no_wait_admit_rate=no_wait,
     )
 
 
