@@ -56,7 +56,16 @@ def test_settings_refuse_what_cannot_work(tmp_path: Path) -> None:
     assert parse_origin("http://10.0.0.5:8080") == ("10.0.0.5", 8080)
     assert parse_origin("http://origin.internal") == ("origin.internal", 80)
     assert parse_listen("[::1]:6081") == ("::1", 6081)
-    for bad in ("https://x:1", "http://x:1/hls", "ftp://x", "http://:80"):
+    for bad in (
+        "https://x:1",
+        "http://x:1/hls",
+        "ftp://x",
+        "http://:80",
+        "http://x:99999",
+        "http://[::1",
+        "http://x:0",
+        "http://x:port",
+    ):
         with pytest.raises(EdgeSettingsError):
             parse_origin(bad)
     for bad in ("6081", "host:", "h:99999"):

@@ -65,7 +65,11 @@ class EdgeSettings:
 
 def parse_origin(url: str) -> tuple[str, int]:
     """``http://host:port`` → (host, port). Only plain HTTP: the origin sits behind the edge."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port out of range 0-65535", …
+        raise EdgeSettingsError(f"origin {url!r} is not a valid URL: {exc}") from None
     if parts.scheme != "http":
         raise EdgeSettingsError(
             f"origin {url!r}: only http:// origins are supported (Varnish speaks plain HTTP to "
@@ -75,7 +79,9 @@ def parse_origin(url: str) -> tuple[str, int]:
         raise EdgeSettingsError(f"origin {url!r} has no host")
     if parts.path not in ("", "/") or parts.query:
         raise EdgeSettingsError(f"origin {url!r} must be a bare base URL (no path or query)")
-    return parts.hostname, parts.port or 80
+    if port == 0:
+        raise EdgeSettingsError(f"origin {url!r}: port 0 is not a port to connect to")
+    return parts.hostname, port or 80
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
