@@ -50,8 +50,18 @@ def test_fifty_listeners_against_a_real_origin(tmp_path: Path) -> None:
             ],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
+        base = ["--server", node.url, "--listeners", "5", "--json", str(tmp_path / "x.json")]
+        for extra, says in (
+            (["--space", "nosuch"], "has no space 'nosuch'"),
+            (["--space", space, "--edge", "edge.example:80"], "--edge: only http://"),
+        ):
+            refused = CliRunner().invoke(app, base + extra)
+            assert refused.exit_code == 1 and says in refused.output, refused.output
+        assert not (tmp_path / "x.json").exists()  # refused before any listener started
     finally:
         node.stop()
+    refused = CliRunner().invoke(app, base + ["--space", space])
+    assert refused.exit_code == 1 and "cannot reach --server" in refused.output, refused.output
     report = json.loads(out.read_text())
     s = report["summary"]
     assert set(report) == {"version", "config", "summary", "timeline"}

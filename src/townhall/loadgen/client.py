@@ -52,10 +52,14 @@ class Origin:
 
     @classmethod
     def from_url(cls, url: str) -> Origin:
-        parts = urlsplit(url)
+        """``http://host[:port]`` → Origin; ValueError with a sentence for anything else."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or 80
+        except ValueError as exc:  # bad port, broken IPv6 brackets
+            raise ValueError(f"{url!r} is not a valid URL: {exc}") from None
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"only http:// URLs are supported, not {url!r}")
-        port = parts.port or 80
         return cls(parts.hostname, port, parts.netloc)
 
 

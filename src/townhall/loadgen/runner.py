@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from .client import Origin
 from .metrics import OriginSample, parse_requests
 from .worker import MODES, Plan, plan_to_json
 
@@ -65,6 +66,26 @@ def check_settings(s: LoadSettings) -> None:
         raise ValueError(f"--workers must be 1..{MAX_WORKERS}")
     if s.mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {s.mode!r}")
+    for flag, url in (("--server", s.server), ("--edge", s.edge)):
+        if url is not None:
+            try:
+                Origin.from_url(url)
+            except ValueError as exc:
+                raise ValueError(f"{flag}: {exc}") from None
+
+
+def check_space(s: LoadSettings) -> None:
+    """Fail before any listener starts if the server cannot be reached or has no such space
+    (a run in which nobody can join measures nothing)."""
+    url = f"{s.server.rstrip('/')}/api/spaces/{s.space}/state"
+    try:
+        r = httpx.get(url, timeout=5.0, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise ValueError(f"cannot reach --server {s.server}: {exc}") from None
+    if r.status_code == 404:
+        raise ValueError(f"{s.server} has no space {s.space!r}")
+    if r.status_code != 200:
+        raise ValueError(f"{url} answered {r.status_code}: {r.text[:200]}")
 
 
 def source_addresses(cidr: str | None, count: int) -> tuple[str, ...]:
@@ -178,6 +199,7 @@ def run(s: LoadSettings, progress: Progress | None = None) -> dict[str, Any]:
     sources = source_addresses(s.sources, 1)
     if sources:
         check_bindable(sources[0])
+    check_space(s)
     outbox: queue.Queue[dict[str, Any]] = queue.Queue()
     t0 = time.time() + 1.0  # let the workers import before the first listener
     worker_plans = plans(s, t0)
