@@ -88,15 +88,20 @@ def test_ctrl_c_ends_the_space_and_stops_every_child(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 60
-    for line in proc.stdout:
-        lines.append(line)
-        if "until Ctrl-C" in line or time.monotonic() > deadline:
-            break
-    assert leftovers(data), "the demo's children should be running now"
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            lines.append(line)
+            if "until Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        assert leftovers(data), "the demo's children should be running now"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     text = "".join(lines) + rest
     assert proc.returncode == 0, text
     check_output(text, data)

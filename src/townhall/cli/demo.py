@@ -473,14 +473,19 @@ def _describe_listen(report: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT both stop the demo cleanly. SIGINT is set explicitly: a process
+    started in the background by a non-interactive shell inherits it ignored, and Python then
+    installs no KeyboardInterrupt handler, so Ctrl-C (or ``kill -INT``) would do nothing."""
+
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def demo(
