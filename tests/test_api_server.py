@@ -234,6 +234,10 @@ def test_cli_space_commands(node: Node) -> None:
     assert bad.returncode != 0 and "404" in bad.stderr
     dup = run_cli("user", "add", "carl", "--data", str(node.data), check=False)
     assert dup.returncode != 0 and "already exists" in dup.stderr
+    for server in ("http://[::1", "http://127.0.0.1:1"):  # a typo, a server that is down
+        bad = run_cli("space", "list", "--server", server, check=False)
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr
+        assert "not a valid URL" in bad.stderr or "cannot reach" in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize("cmd", [[], ["serve"], ["user", "add"], ["space", "create"]])

@@ -46,6 +46,8 @@ def call(
     url = server.rstrip("/") + path
     try:
         response = httpx.request(method, url, json=body, headers=headers, timeout=timeout)
+    except httpx.InvalidURL as exc:  # not an HTTPError: a bad --server
+        fail(f"{url!r} is not a valid URL: {exc}")
     except httpx.HTTPError as exc:
         fail(f"cannot reach {url}: {exc}")
     if response.status_code >= 400:

@@ -111,7 +111,7 @@ async def _speak(
     try:
         await client.publish(track)
         await client.wait_connected(15)
-    except (WhipError, ConnectionError, httpx.HTTPError) as exc:
+    except (WhipError, ConnectionError, httpx.HTTPError, httpx.InvalidURL) as exc:
         await client.close()
         fail(f"could not publish: {exc}")
     console.print(f"publishing to space {space_id} (Ctrl-C to stop)")
