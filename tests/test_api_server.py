@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -244,3 +245,26 @@ def test_cli_space_commands(node: Node) -> None:
 def test_help(cmd: list[str]) -> None:
     out = run_cli(*cmd, "--help")
     assert "Usage" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "99999"], "port must be 0..65535"),
+        (["--admit-rate", "-1"], "admit rate must be a positive number"),
+        (["--admit-rate", "nan"], "admit rate must be a positive number"),
+        (["--capacity", "0"], "capacity must be at least 1"),
+        (["--join-rate-source", "nan"], "join rate source must be >= 0"),
+        (["--log-level", "loud"], "log level must be one of"),
+        (["--redis", "redis://127.0.0.1:1/0"], "cannot reach Redis at redis://127.0.0.1:1/0"),
+        (["--redis", "notaurl"], "--redis 'notaurl'"),
+        (["--data", "/proc/townhall"], "cannot use /proc/townhall as the data folder"),
+    ],
+)
+def test_serve_refuses_settings_it_cannot_run_with(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    extra = [] if "--data" in args else ["--data", str(tmp_path / "data")]
+    proc = run_cli("serve", "--port", "0", *extra, *args, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "TOWNHALL_"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass
@@ -99,6 +103,33 @@ class Config:
 
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form settings for experiments; not used by the core."""
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one sentence each (empty when they can run)."""
+        out: list[str] = []
+        if not 0 <= self.port <= 65535:
+            out.append(f"port must be 0..65535, not {self.port}")
+        if not (math.isfinite(self.admit_rate) and self.admit_rate > 0):
+            out.append(
+                f"admit rate must be a positive number of listeners/s, not {self.admit_rate}"
+            )
+        if self.capacity is not None and self.capacity < 1:
+            out.append(f"capacity must be at least 1 listener (or unset), not {self.capacity}")
+        for name in ("join_rate_source", "join_rate_network", "join_rate_global"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                out.append(f"{name.replace('_', ' ')} must be >= 0 (0 disables), not {value}")
+        for name in ("ticket_ttl", "stage_token_ttl", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                out.append(f"{name.replace('_', ' ')} must be positive, not {getattr(self, name)}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            out.append(f"log level must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}")
+        return out
 
     @property
     def base_url(self) -> str:

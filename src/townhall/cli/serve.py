@@ -72,7 +72,12 @@ def serve(
     except OSError as exc:
         fail(f"cannot listen on {config.host}:{config.port}: {exc}")
     config.port = sock.getsockname()[1]
-    config.data.mkdir(parents=True, exist_ok=True)
+    try:
+        config.data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot use {config.data} as the data folder: {exc}")
+    if config.redis_url:
+        _check_redis(config.redis_url)
     from ..api.app import create_app
 
     try:
@@ -91,3 +96,20 @@ def serve(
     console.print(f"townhall listening on {config.base_url} (data in {config.data})")
     print(f"townhall listening on {config.base_url}", flush=True)
     asyncio.run(server.serve(sockets=[sock]))
+
+
+def _check_redis(url: str) -> None:
+    """Fail with a sentence, not a traceback, when the Redis a node is told to share is not
+    there at start (once running, a Redis outage is answered with 503 store_unavailable)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    except ValueError as exc:
+        fail(f"--redis {url!r}: {exc}")
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis at {url}: {exc}")
+    finally:
+        client.close()
