@@ -10,6 +10,8 @@ import httpx
 import typer
 from rich.console import Console
 
+from ..config import Config
+
 console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
@@ -63,3 +65,12 @@ def call(
         return response.json()
     except ValueError:
         fail(f"{method} {path} answered something that is not JSON")
+
+
+def node_config(**overrides: Any) -> Config:
+    """The node's settings (defaults, ``TOWNHALL_*``, then ``overrides``); a CLI error naming
+    what is wrong instead of a traceback."""
+    try:
+        return Config.from_env(**overrides)
+    except ValueError as exc:
+        fail(str(exc))

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ..config import Config
-from .common import fail, out
+from .common import fail, node_config, out
 
 _SPACE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_CLIP_SECONDS = 300.0
@@ -38,7 +37,7 @@ def _space_exists(data: Path, space_id: str) -> bool:
 
 def _check_source(data: Path | None, space_id: str) -> Path:
     """The recording directory of ``space_id``; a clear CLI error if there is none."""
-    config = Config.from_env(data=data)
+    config = node_config(data=data)
     if not _SPACE_ID.match(space_id):
         fail(f"{space_id!r} is not a space id")
     if not (config.data / "townhall.db").is_file():

@@ -10,8 +10,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
-from ..config import Config
-from .common import console, fail
+from .common import console, fail, node_config
 
 
 def serve(
@@ -44,24 +43,21 @@ def serve(
     ),
 ) -> None:
     """Run a townhall node: API, stage (WHIP), LL-HLS origin and web pages."""
-    try:
-        config = Config.from_env(
-            host=host,
-            port=port,
-            data=data,
-            redis_url=redis,
-            rtc_address=rtc_address,
-            ice_servers=tuple(ice_server) if ice_server else None,
-            public_url=public_url,
-            log_level=log_level,
-            admit_rate=admit_rate,
-            capacity=capacity,
-            join_rate_source=join_rate_source,
-            join_rate_network=join_rate_network,
-            join_rate_global=join_rate_global,
-        )
-    except ValueError as exc:
-        fail(str(exc))
+    config = node_config(
+        host=host,
+        port=port,
+        data=data,
+        redis_url=redis,
+        rtc_address=rtc_address,
+        ice_servers=tuple(ice_server) if ice_server else None,
+        public_url=public_url,
+        log_level=log_level,
+        admit_rate=admit_rate,
+        capacity=capacity,
+        join_rate_source=join_rate_source,
+        join_rate_network=join_rate_network,
+        join_rate_global=join_rate_global,
+    )
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -10,10 +10,9 @@ from pathlib import Path
 import typer
 
 from ..auth import hash_api_key, new_api_key
-from ..config import Config
 from ..store import DuplicateError, User
 from ..store.opening import open_store
-from .common import JsonOpt, fail, out, print_json
+from .common import JsonOpt, fail, node_config, out, print_json
 
 app = typer.Typer(help="Accounts for people who host or speak.", no_args_is_help=True)
 
@@ -35,7 +34,7 @@ def add(
     """Create an account and print its API key (shown once; only a hash is kept)."""
     if not NAME_RE.match(name):
         fail(f"invalid name {name!r}: use 1-32 lowercase letters, digits, '.', '_' or '-'")
-    config = Config.from_env(data=data, redis_url=redis)
+    config = node_config(data=data, redis_url=redis)
     key = new_api_key()
     user = User(
         name=name,
@@ -77,7 +76,7 @@ def list_users(
     as_json: bool = JsonOpt,
 ) -> None:
     """List accounts (never their keys)."""
-    config = Config.from_env(data=data, redis_url=redis)
+    config = node_config(data=data, redis_url=redis)
 
     async def run() -> list[User]:
         store = open_store(config)
