@@ -268,3 +268,13 @@ def test_serve_refuses_settings_it_cannot_run_with(
     proc = run_cli("serve", "--port", "0", *extra, *args, check=False)
     assert proc.returncode != 0, proc.stdout
     assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_user_commands_say_which_store_they_cannot_use(tmp_path: Path) -> None:
+    for args, says in (
+        (["--redis", "redis://127.0.0.1:1/0"], "cannot use the store at redis://127.0.0.1:1/0"),
+        (["--data", "/proc/townhall"], "cannot use the store at /proc/townhall"),
+    ):
+        proc = run_cli("user", "add", "zed", *args, check=False)
+        assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
+from redis.exceptions import RedisError
 
 from ..auth import hash_api_key, new_api_key
+from ..config import Config
 from ..store import DuplicateError, User
 from ..store.opening import open_store
 from .common import JsonOpt, fail, node_config, out, print_json
 
 app = typer.Typer(help="Accounts for people who host or speak.", no_args_is_help=True)
+
+T = TypeVar("T")
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,31}$")
 
@@ -53,7 +60,7 @@ def add(
             await store.close()
 
     try:
-        asyncio.run(run())
+        _run_on_store(config, run())
     except DuplicateError:
         fail(f"user {name!r} already exists")
     record = {
@@ -85,7 +92,7 @@ def list_users(
         finally:
             await store.close()
 
-    users = asyncio.run(run())
+    users = _run_on_store(config, run())
     rows = [
         {
             "name": u.name,
@@ -101,3 +108,13 @@ def list_users(
     for r in rows:
         flags = " ".join(k for k in ("verified", "operator") if r[k])
         out.print(f"{r['name']:<20} {r['display_name']:<24} {flags}")
+
+
+def _run_on_store(config: Config, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` against the node's store; a store that cannot be opened or reached is a
+    CLI error that says which one (a missing or broken Redis, an unusable data folder)."""
+    try:
+        return asyncio.run(work)
+    except (RedisError, ValueError, OSError, sqlite3.Error) as exc:
+        where = config.redis_url or str(config.data)
+        fail(f"cannot use the store at {where}: {exc}")
