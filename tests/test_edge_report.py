@@ -1,6 +1,7 @@
-"""An embedded node (no Redis) behind a Varnish edge: ``townhall edge run --ops-key`` reports
-the listeners it served and its observations to the origin (``POST /ops/edge-report``), so the
-state document counts listeners the origin never saw and the watch sees the edge's traffic.
+"""An embedded node (no Redis) behind a Varnish or nginx edge: ``townhall edge run
+--ops-key`` reports the listeners it served and its observations to the origin
+(``POST /ops/edge-report``), so the state document counts listeners the origin never saw and
+the watch sees the edge's traffic.
 Also the route's own contract: operators only, bounded, bad batches refused whole."""
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,24 +20,10 @@ import pytest_asyncio
 
 from conftest import Node, start_node
 from test_edge_varnish import start_edge
+from test_standard_hls import Live, auth, live_space
 from townhall.edge.logship import MAX_REPORT_LISTENERS
-from townhall.stage import RtcSettings, ToneTrack, WhipClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
-RTC = RtcSettings(announced_address="127.0.0.1")
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Live:
-    node: Node
-    host_key: str
-    operator: str
-    space: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +37,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live(node: Node) -> AsyncIterator[Live]:
-    host_key = node.add_user("hal")
-    operator = node.add_user("olga", "--operator")
-    async with httpx.AsyncClient(base_url=node.url, timeout=15, trust_env=False) as c:
-        r = await c.post("/api/spaces", json={"title": "Reported"}, headers=auth(host_key))
-        assert r.status_code == 201, r.text
-        space = r.json()
-        speaker = WhipClient(f"{node.url}/api/spaces/{space['id']}/whip", space["host_token"], RTC)
-        await speaker.publish(ToneTrack(440, amplitude=0.3))
-        await speaker.wait_connected(10)
-        try:
-            yield Live(node, host_key, operator, space)
-        finally:
-            await speaker.close()
+    async with live_space(node, "Reported", "hal", "olga") as space:
+        yield space
 
 
 async def _current(http: httpx.AsyncClient, sid: str, figure: str = "current") -> int:

@@ -6,6 +6,7 @@ speaker for the module (their event loop too: the speaker keeps sending between 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import shutil
 import subprocess
@@ -70,23 +71,34 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         n.stop()
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def live(node: Node) -> AsyncIterator[Live]:
-    host_key = node.add_user("hana")
-    operator = node.add_user("opal", "--operator")
+@contextlib.asynccontextmanager
+async def live_space(node: Node, title: str, host: str, operator: str) -> AsyncIterator[Live]:
+    """A public space on ``node`` made live by a host (account ``host``) sending a 440 Hz
+    tone over WHIP, and an operator account; the speaker stops on exit."""
+    host_key = node.add_user(host)
+    operator_key = node.add_user(operator, "--operator")
     async with httpx.AsyncClient(base_url=node.url, timeout=15, trust_env=False) as c:
-        r = await c.post("/api/spaces", json={"title": "Standard"}, headers=auth(host_key))
+        r = await c.post("/api/spaces", json={"title": title}, headers=auth(host_key))
         assert r.status_code == 201, r.text
         space = r.json()
         assert space["status"] == "live"
-        speaker = WhipClient(f"{node.url}/api/spaces/{space['id']}/whip", space["host_token"], RTC)
-        await speaker.publish(ToneTrack(440, amplitude=0.3))
-        await speaker.wait_connected(10)
-        try:
-            await _wait_segments(c, f"/hls/{space['id']}/std.m3u8", 3, 30)
-            yield Live(node, host_key, operator, space)
-        finally:
-            await speaker.close()
+    speaker = WhipClient(f"{node.url}/api/spaces/{space['id']}/whip", space["host_token"], RTC)
+    await speaker.publish(ToneTrack(440, amplitude=0.3))
+    await speaker.wait_connected(10)
+    try:
+        yield Live(node, host_key, operator_key, space)
+    finally:
+        await speaker.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(node: Node) -> AsyncIterator[Live]:
+    async with (
+        live_space(node, "Standard", "hana", "opal") as space,
+        httpx.AsyncClient(base_url=node.url, timeout=15, trust_env=False) as c,
+    ):
+        await _wait_segments(c, f"/hls/{space.space['id']}/std.m3u8", 3, 30)
+        yield space
 
 
 @pytest_asyncio.fixture(loop_scope="module")

@@ -113,7 +113,6 @@ class Scenario:
         from townhall.edge.nginx import PLAYLIST_TTL_SECONDS
         from townhall.packaging import PackagingConfig
 
-        _finite(join_window=join_window, part=part, segment=segment, admit_rate=admit_rate)
         node = Config()
         cfg = PackagingConfig(
             part_frames=node.part_frames,
